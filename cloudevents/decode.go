@@ -1,0 +1,342 @@
+// Package cloudevents reads what Azure sends to a webhook: Event Grid schema events, CloudEvents 1.0 in
+// structured, batch and binary mode, and Azure Container Registry native webhooks. It also answers the two
+// Event Grid validation handshakes. It knows nothing of NATS: it turns bytes into Events and says why
+// when it cannot.
+package cloudevents
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+)
+
+// ErrMalformed is wrapped by every error that means the request can never be processed: not JSON, not an
+// event, an unknown schema. Event Grid does not retry a 400, so only input that no retry can fix gets it.
+var ErrMalformed = errors.New("malformed request")
+
+// Schema names the wire format an event arrived in.
+type Schema string
+
+// The wire formats the bridge reads. The values are the `origin` of the published envelope.
+const (
+	SchemaEventGrid   Schema = "eventgrid"
+	SchemaCloudEvents Schema = "cloudevents"
+	SchemaWebhook     Schema = "webhook"
+)
+
+// Event types Event Grid uses to manage a subscription rather than to deliver an event.
+const (
+	TypeSubscriptionValidation = "Microsoft.EventGrid.SubscriptionValidationEvent"
+	TypeSubscriptionDeleted    = "Microsoft.EventGrid.SubscriptionDeletedEvent"
+)
+
+// Event is one event as it arrived, before normalisation. Attributes are those of CloudEvents; an Event
+// Grid schema event maps topic to Source, eventType to Type and eventTime to Time.
+type Event struct {
+	Schema  Schema
+	ID      string
+	Source  string
+	Type    string
+	Subject string
+	// Time is the event time exactly as sent; it may be empty or unparseable.
+	Time string
+	// Data is the event's data as JSON, or nil when the event has none or it is not JSON.
+	Data json.RawMessage
+	// Raw is the event as received: the JSON object of a structured event, the body of a webhook, or the
+	// body of a binary-mode CloudEvent (whose attributes are in CE).
+	Raw json.RawMessage
+	// CE is the event decoded by the CloudEvents SDK. It is set for binary-mode CloudEvents and, for
+	// events of other schemas, only by CloudEvent().
+	CE *event.Event
+	// DataVersion is the Event Grid schema's dataVersion.
+	DataVersion string
+	// Headers are the ce-* and Content-Type headers of a binary-mode CloudEvent, as received.
+	Headers map[string][]string
+}
+
+// Invalid is an element of a batch that is not an event; it is kept, as received, so it can be
+// dead-lettered rather than lost.
+type Invalid struct {
+	Raw    json.RawMessage
+	Reason string
+}
+
+// Delivery is what one POST carried.
+type Delivery struct {
+	Events  []Event
+	Invalid []Invalid
+	// Binary is true for a binary-mode CloudEvent (attributes in ce-* headers).
+	Binary bool
+}
+
+// wireEvent holds the attributes of both envelope schemas, so that one pass decides which one an object is.
+type wireEvent struct {
+	SpecVersion     *string         `json:"specversion"`
+	ID              string          `json:"id"`
+	Source          string          `json:"source"`
+	Type            string          `json:"type"`
+	Subject         string          `json:"subject"`
+	Time            string          `json:"time"`
+	DataContentType string          `json:"datacontenttype"`
+	Data            json.RawMessage `json:"data"`
+	DataBase64      string          `json:"data_base64"`
+	Topic           string          `json:"topic"`
+	EventType       string          `json:"eventType"`
+	EventTime       string          `json:"eventTime"`
+	DataVersion     string          `json:"dataVersion"`
+}
+
+// Decode reads an Event Grid delivery: the Event Grid schema or CloudEvents 1.0, one object or a JSON
+// array, whatever the Content-Type says (Event Grid and its clients disagree on it, and seed samples send
+// CloudEvents arrays as application/json). A ce-specversion header selects CloudEvents binary mode.
+//
+// An array whose elements are partly not events yields those elements in Delivery.Invalid; a body with no
+// event at all is an ErrMalformed error.
+func Decode(header http.Header, body []byte) (*Delivery, error) {
+	if header.Get("ce-specversion") != "" {
+		return decodeBinary(header, body)
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 {
+		return nil, fmt.Errorf("%w: empty body", ErrMalformed)
+	}
+	if !utf8.Valid(body) {
+		return nil, fmt.Errorf("%w: body is not valid UTF-8", ErrMalformed)
+	}
+	switch trimmed[0] {
+	case '{':
+		ev, err := decodeObject(trimmed)
+		if err != nil {
+			return nil, err
+		}
+		return &Delivery{Events: []Event{ev}}, nil
+	case '[':
+		var elems []json.RawMessage
+		if err := json.Unmarshal(trimmed, &elems); err != nil {
+			return nil, fmt.Errorf("%w: body is not a JSON array of events: %s", ErrMalformed, jsonReason(err))
+		}
+		if len(elems) == 0 {
+			return nil, fmt.Errorf("%w: empty array", ErrMalformed)
+		}
+		d := &Delivery{Events: make([]Event, 0, len(elems))}
+		var firstErr error
+		for i, raw := range elems {
+			ev, err := decodeObject(raw)
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("event %d: %w", i, err)
+				}
+				d.Invalid = append(d.Invalid, Invalid{Raw: raw, Reason: strings.TrimPrefix(err.Error(), ErrMalformed.Error()+": ")})
+				continue
+			}
+			d.Events = append(d.Events, ev)
+		}
+		if len(d.Events) == 0 {
+			return nil, firstErr
+		}
+		return d, nil
+	default:
+		if !json.Valid(trimmed) {
+			return nil, fmt.Errorf("%w: body is not JSON", ErrMalformed)
+		}
+		return nil, fmt.Errorf("%w: body is neither a JSON object nor an array of events", ErrMalformed)
+	}
+}
+
+// decodeObject reads one element: a CloudEvent if it has specversion, an Event Grid event if it has
+// eventType, and an error otherwise.
+func decodeObject(raw json.RawMessage) (Event, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return Event{}, fmt.Errorf("%w: not a JSON object", ErrMalformed)
+	}
+	var w wireEvent
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return Event{}, fmt.Errorf("%w: %s", ErrMalformed, jsonReason(err))
+	}
+	switch {
+	case w.SpecVersion != nil:
+		return cloudEvent(w, raw)
+	case w.EventType != "":
+		return eventGridEvent(w, raw)
+	default:
+		return Event{}, fmt.Errorf("%w: unknown schema: neither a CloudEvent (specversion) nor an Event Grid event (eventType)", ErrMalformed)
+	}
+}
+
+func cloudEvent(w wireEvent, raw json.RawMessage) (Event, error) {
+	if *w.SpecVersion != "1.0" {
+		return Event{}, fmt.Errorf("%w: unsupported CloudEvents specversion %q (want 1.0)", ErrMalformed, *w.SpecVersion)
+	}
+	var missing []string
+	for _, a := range []struct{ name, v string }{{"id", w.ID}, {"source", w.Source}, {"type", w.Type}} {
+		if a.v == "" {
+			missing = append(missing, a.name)
+		}
+	}
+	if len(missing) > 0 {
+		return Event{}, fmt.Errorf("%w: CloudEvent without required attribute %s", ErrMalformed, strings.Join(missing, ", "))
+	}
+	ev := Event{Schema: SchemaCloudEvents, ID: w.ID, Source: w.Source, Type: w.Type, Subject: w.Subject, Time: w.Time, Raw: raw}
+	switch {
+	case len(w.Data) > 0 && !isNull(w.Data):
+		ev.Data = w.Data
+	case w.DataBase64 != "":
+		if b, err := base64.StdEncoding.DecodeString(w.DataBase64); err == nil && json.Valid(b) {
+			ev.Data = b
+		}
+	}
+	return ev, nil
+}
+
+func eventGridEvent(w wireEvent, raw json.RawMessage) (Event, error) {
+	if w.ID == "" {
+		return Event{}, fmt.Errorf("%w: Event Grid event without id", ErrMalformed)
+	}
+	ev := Event{Schema: SchemaEventGrid, ID: w.ID, Source: w.Topic, Type: w.EventType, Subject: w.Subject, Time: w.EventTime, Raw: raw, DataVersion: w.DataVersion}
+	if len(w.Data) > 0 && !isNull(w.Data) {
+		ev.Data = w.Data
+	}
+	return ev, nil
+}
+
+// decodeBinary reads a binary-mode CloudEvent (attributes in ce-* headers, data in the body) with the
+// CloudEvents SDK's HTTP binding.
+func decodeBinary(header http.Header, body []byte) (*Delivery, error) {
+	msg := cehttp.NewMessage(header, io.NopCloser(bytes.NewReader(body)))
+	ce, err := binding.ToEvent(context.Background(), msg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: binary-mode CloudEvent: %v", ErrMalformed, err)
+	}
+	if err := ce.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: binary-mode CloudEvent: %s", ErrMalformed, oneLine(err.Error()))
+	}
+	ev := Event{
+		Schema:  SchemaCloudEvents,
+		ID:      ce.ID(),
+		Source:  ce.Source(),
+		Type:    ce.Type(),
+		Subject: ce.Subject(),
+		Time:    header.Get("ce-time"),
+		Raw:     body,
+		CE:      ce,
+		Headers: map[string][]string{},
+	}
+	for k, v := range header {
+		if strings.HasPrefix(strings.ToLower(k), "ce-") || strings.EqualFold(k, "Content-Type") {
+			ev.Headers[k] = v
+		}
+	}
+	if json.Valid(body) && !isNull(bytes.TrimSpace(body)) {
+		ev.Data = body
+	}
+	return &Delivery{Events: []Event{ev}, Binary: true}, nil
+}
+
+// DecodeWebhook reads an ACR native webhook: one JSON object, the registry event itself.
+func DecodeWebhook(body []byte) (Event, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return Event{}, fmt.Errorf("%w: empty body", ErrMalformed)
+	}
+	if !utf8.Valid(trimmed) {
+		return Event{}, fmt.Errorf("%w: body is not valid UTF-8", ErrMalformed)
+	}
+	if trimmed[0] != '{' {
+		if !json.Valid(trimmed) {
+			return Event{}, fmt.Errorf("%w: body is not JSON", ErrMalformed)
+		}
+		return Event{}, fmt.Errorf("%w: an ACR webhook body is one JSON object", ErrMalformed)
+	}
+	if !json.Valid(trimmed) {
+		var v any
+		return Event{}, fmt.Errorf("%w: body is not JSON: %s", ErrMalformed, jsonReason(json.Unmarshal(trimmed, &v)))
+	}
+	return Event{Schema: SchemaWebhook, Data: trimmed, Raw: trimmed}, nil
+}
+
+// CloudEvent returns the event as a CloudEvent, for events passed through unchanged: a binary-mode event
+// as decoded, a structured one as sent, and an Event Grid schema event converted the way Event Grid
+// converts between its schemas (topic -> source, eventType -> type, eventTime -> time; dataVersion is kept
+// as the extension attribute dataversion).
+func (e Event) CloudEvent(t time.Time) (*event.Event, error) {
+	if e.CE != nil {
+		return e.CE, nil
+	}
+	ce := event.New()
+	if e.Schema == SchemaCloudEvents {
+		if err := json.Unmarshal(e.Raw, &ce); err != nil {
+			return nil, fmt.Errorf("%w: CloudEvent: %s", ErrMalformed, oneLine(err.Error()))
+		}
+		return &ce, nil
+	}
+	ce.SetID(e.ID)
+	ce.SetSource(e.Source)
+	ce.SetType(e.Type)
+	if e.Subject != "" {
+		ce.SetSubject(e.Subject)
+	}
+	if e.DataVersion != "" {
+		ce.SetExtension("dataversion", e.DataVersion)
+	}
+	ce.SetTime(t)
+	if e.Data != nil {
+		if err := ce.SetData(event.ApplicationJSON, []byte(e.Data)); err != nil {
+			return nil, err
+		}
+	}
+	if err := ce.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: event %q: %s", ErrMalformed, e.ID, oneLine(err.Error()))
+	}
+	return &ce, nil
+}
+
+func isNull(b []byte) bool { return string(b) == "null" }
+
+// jsonReason turns an encoding/json error into a short reason that names the offending field or offset.
+func jsonReason(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d: %s", syn.Offset, syn.Error())
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("field %q is a JSON %s, want %s", typ.Field, typ.Value, jsonKind(typ.Type.Kind().String()))
+		}
+		return fmt.Sprintf("a JSON %s where %s was expected", typ.Value, jsonKind(typ.Type.Kind().String()))
+	case err != nil && strings.Contains(err.Error(), "unexpected end of JSON input"):
+		return "truncated JSON"
+	case err != nil:
+		return oneLine(err.Error())
+	}
+	return ""
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "slice":
+		return "an array"
+	case "struct", "map", "ptr":
+		return "an object"
+	case "int", "int64", "int32", "uint64", "float64":
+		return "a number"
+	}
+	return goKind
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

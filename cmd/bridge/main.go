@@ -1,0 +1,155 @@
+// Command bridge receives Azure Event Grid deliveries and Azure Container Registry webhooks and publishes
+// every event to NATS JetStream. With no BRIDGE_NATS_URL it starts an embedded NATS server.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsbridge/acr-nats-bridge/bridge"
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+	"github.com/natsbridge/acr-nats-bridge/config"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bridge:", err)
+		os.Exit(1)
+	}
+}
+
+const usageHead = `bridge: Azure Event Grid and Azure Container Registry webhooks to NATS JetStream.
+
+Usage: bridge [-h]
+
+Configured by environment variables only:
+
+`
+
+// run is the whole program; tests call it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help", "help":
+			fmt.Fprint(stdout, usageHead)
+			return config.Usage(stdout)
+		default:
+			return fmt.Errorf("unknown argument %q (bridge -h lists the settings)", args[0])
+		}
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := newLogger(cfg, stdout)
+	return serve(ctx, cfg, log)
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	level, _ := cfg.SlogLevel()
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// serve builds the component graph in order (NATS, publisher, HTTP server), serves until ctx ends, then
+// shuts down in reverse: stop accepting, finish in-flight requests and their acks, drain NATS.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	conn, err := connectNATS(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer conn.close(log)
+
+	var handler *bridge.Server
+	opts := bridge.Options{
+		Subjects:        bridge.Subjects{Prefix: cfg.SubjectPrefix, Passthrough: cfg.PassthroughPrefix},
+		DefaultRegistry: cfg.DefaultRegistry,
+		Mode:            bridge.Mode(cfg.CEMode),
+		AllowedOrigins:  cloudevents.Origins(cfg.AllowedOrigins),
+		Passthrough:     cfg.Passthrough,
+		MaxBodyBytes:    cfg.MaxBodyBytes,
+		MaxEvents:       cfg.MaxEvents,
+		MaxInflight:     cfg.MaxInflight,
+		RetryAfter:      cfg.RetryAfter,
+	}
+	if cfg.NATSMode == "core" {
+		log.Info("publishing with core NATS: no stream, no acks, no de-duplication")
+		handler = bridge.NewServer(opts, bridge.NewCore(conn.nc, cfg.PublishTimeout), log)
+	} else {
+		storage := jetstream.FileStorage
+		if cfg.StreamStorage == "memory" {
+			storage = jetstream.MemoryStorage
+		}
+		js, err := bridge.NewJetStream(conn.nc, bridge.StreamConfig{
+			Name:       cfg.Stream,
+			Subjects:   []string{cfg.SubjectPrefix + ".>", cfg.PassthroughPrefix + ".>"},
+			Create:     cfg.StreamCreate,
+			Duplicates: cfg.StreamDuplicateWindow,
+			MaxAge:     cfg.StreamMaxAge,
+			Replicas:   cfg.StreamReplicas,
+			Storage:    storage,
+		}, cfg.PublishTimeout, max(4096, 2*cfg.MaxEvents), log)
+		if err != nil {
+			return err
+		}
+		ensureCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := js.EnsureStream(ensureCtx); err != nil {
+			// Not fatal: NATS may come up later, and until the stream answers the bridge says 503.
+			log.Error("stream not available; deliveries get 503 until it is", "stream", cfg.Stream, "error", err)
+		}
+		cancel()
+		handler = bridge.NewServer(opts, js, log)
+	}
+
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (BRIDGE_LISTEN_ADDR): %w", cfg.ListenAddr, err)
+	}
+	log.Info("bridge listening", "addr", ln.Addr().String(), "nats", conn.url, "mode", cfg.NATSMode,
+		"stream", cfg.Stream, "subject_prefix", cfg.SubjectPrefix, "ce_mode", cfg.CEMode)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsbridge/acr-nats-bridge/config"
+)
+
+// natsConn is the bridge's NATS connection and, when it runs one, its embedded server.
+type natsConn struct {
+	nc       *nats.Conn
+	embedded *server.Server
+	url      string
+}
+
+// connectNATS connects to BRIDGE_NATS_URL, or starts an embedded server when it is empty.
+func connectNATS(ctx context.Context, cfg config.Config, log *slog.Logger) (*natsConn, error) {
+	if cfg.NATSURL == "" {
+		return startEmbedded(cfg, log)
+	}
+	opts := []nats.Option{
+		nats.Name("acr-nats-bridge"),
+		// Reconnect forever, backing off, and start even while NATS is down: /readyz and 503s say so
+		// until it is back, and the bridge recovers without a restart.
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.CustomReconnectDelay(backoff),
+		// No reconnect buffer: a publish while disconnected fails at once and the sender gets its 503
+		// now, rather than an ack that may never come.
+		nats.ReconnectBufSize(-1),
+		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("NATS connected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			log.Warn("NATS disconnected", "error", errString(err))
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ClosedHandler(func(nc *nats.Conn) { log.Info("NATS connection closed") }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("NATS error", "error", err) }),
+	}
+	if cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	if cfg.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	}
+	if cfg.NATSToken != "" {
+		opts = append(opts, nats.Token(cfg.NATSToken))
+	}
+	if cfg.NATSTLSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATSTLSCA))
+	}
+	if cfg.NATSTLSCert != "" {
+		opts = append(opts, nats.ClientCert(cfg.NATSTLSCert, cfg.NATSTLSKey))
+	}
+	nc, err := nats.Connect(cfg.NATSURL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("NATS %s (BRIDGE_NATS_URL): %w", redactURL(cfg.NATSURL), err)
+	}
+	if !nc.IsConnected() {
+		log.Warn("NATS not reachable yet; retrying in the background", "url", redactURL(cfg.NATSURL))
+	}
+	return &natsConn{nc: nc, url: redactURL(cfg.NATSURL)}, nil
+}
+
+// backoff waits 100 ms, doubling to 5 s, with jitter so that many replicas do not reconnect in step.
+func backoff(attempts int) time.Duration {
+	d := 100 * time.Millisecond << min(attempts, 6)
+	d = min(d, 5*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+// startEmbedded starts nats-server with JetStream in this process, listening on BRIDGE_EMBEDDED_NATS_ADDR
+// so that the nats CLI and other services can subscribe, and connects to it in-process.
+func startEmbedded(cfg config.Config, log *slog.Logger) (*natsConn, error) {
+	host, _, _ := net.SplitHostPort(cfg.EmbeddedNATSAddr)
+	port, _ := cfg.EmbeddedNATSPort()
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	dir, err := filepath.Abs(cfg.EmbeddedNATSDir)
+	if err != nil {
+		return nil, fmt.Errorf("BRIDGE_EMBEDDED_NATS_DIR: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("BRIDGE_EMBEDDED_NATS_DIR: %w", err)
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "acr-nats-bridge-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   dir,
+		MaxPayload: cfg.EmbeddedNATSMaxPayload,
+		NoSigs:     true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	ns.SetLoggerV2(natsLogger{log.With("component", "nats-server")}, false, false, false)
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded NATS did not start on %s (BRIDGE_EMBEDDED_NATS_ADDR); is the port in use?", cfg.EmbeddedNATSAddr)
+	}
+	url := ns.ClientURL()
+	nc, err := nats.Connect(url, nats.Name("acr-nats-bridge"), nats.InProcessServer(ns))
+	if err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
+	}
+	log.Info("embedded NATS server started", "url", url, "store_dir", dir,
+		"max_payload", cfg.EmbeddedNATSMaxPayload, "hint", "subscribe with: nats --server "+url+" sub '"+cfg.SubjectPrefix+".>'")
+	return &natsConn{nc: nc, embedded: ns, url: url}, nil
+}
+
+// close drains the connection, so that every publish already made is flushed, then stops the embedded
+// server if there is one.
+func (c *natsConn) close(log *slog.Logger) {
+	if err := c.nc.Drain(); err != nil {
+		log.Warn("NATS drain", "error", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !c.nc.IsClosed() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c.embedded != nil {
+		c.embedded.Shutdown()
+		c.embedded.WaitForShutdown()
+	}
+}
+
+// redactURL hides user information (passwords, tokens) in a NATS URL list before it reaches a log.
+func redactURL(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		switch {
+		case err != nil:
+			parts[i] = "(unparseable URL)"
+		case u.User != nil:
+			u.User = url.User("redacted")
+			parts[i] = u.String()
+		default:
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// natsLogger sends nats-server's log to slog.
+type natsLogger struct{ log *slog.Logger }
+
+func (l natsLogger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,203 @@
+// Package config reads the bridge's settings from BRIDGE_* environment variables.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Prefix is the prefix of every variable.
+const Prefix = "BRIDGE"
+
+// Config is every setting of the bridge. The envconfig tags are the variable names without the prefix.
+type Config struct {
+	ListenAddr      string   `envconfig:"LISTEN_ADDR" default:":8080" desc:"HTTP listen address of the receiver"`
+	DefaultRegistry string   `envconfig:"DEFAULT_REGISTRY" desc:"registry name for events that name none (no webhook path, topic or request.host)"`
+	AllowedOrigins  []string `envconfig:"ALLOWED_ORIGINS" default:"eventgrid.azure.net" desc:"comma-separated origins allowed by the CloudEvents OPTIONS handshake; * allows any"`
+	Passthrough     bool     `envconfig:"PASSTHROUGH" default:"true" desc:"publish non-ACR events unchanged under BRIDGE_PASSTHROUGH_PREFIX; false answers them 400"`
+	CEMode          string   `envconfig:"CE_MODE" default:"structured" desc:"CloudEvents content mode of published messages: structured or binary"`
+
+	SubjectPrefix     string `envconfig:"SUBJECT_PREFIX" default:"acr" desc:"first subject token(s) of ACR events: {prefix}.image.pushed.{registry}.{repository}"`
+	PassthroughPrefix string `envconfig:"PASSTHROUGH_PREFIX" default:"eventgrid" desc:"first subject token(s) of passed-through events: {prefix}.{type tokens}"`
+
+	NATSURL      string `envconfig:"NATS_URL" desc:"NATS server URL(s), comma-separated; empty starts an embedded NATS server"`
+	NATSMode     string `envconfig:"NATS_MODE" default:"jetstream" desc:"jetstream (stored, acknowledged, de-duplicated) or core (live fan-out, no storage)"`
+	NATSCreds    string `envconfig:"NATS_CREDS" desc:"path of a NATS credentials (.creds) file"`
+	NATSUser     string `envconfig:"NATS_USER" desc:"NATS user name"`
+	NATSPassword string `envconfig:"NATS_PASSWORD" desc:"NATS password"`
+	NATSToken    string `envconfig:"NATS_TOKEN" desc:"NATS authentication token"`
+	NATSTLSCA    string `envconfig:"NATS_TLS_CA" desc:"path of a PEM CA bundle to verify the NATS server"`
+	NATSTLSCert  string `envconfig:"NATS_TLS_CERT" desc:"path of a PEM client certificate for NATS (with BRIDGE_NATS_TLS_KEY)"`
+	NATSTLSKey   string `envconfig:"NATS_TLS_KEY" desc:"path of the PEM key of BRIDGE_NATS_TLS_CERT"`
+
+	EmbeddedNATSAddr       string `envconfig:"EMBEDDED_NATS_ADDR" default:"127.0.0.1:4222" desc:"client listen address of the embedded NATS server (port 0 picks a free one)"`
+	EmbeddedNATSDir        string `envconfig:"EMBEDDED_NATS_DIR" default:"./data/nats" desc:"JetStream storage directory of the embedded NATS server"`
+	EmbeddedNATSMaxPayload int32  `envconfig:"EMBEDDED_NATS_MAX_PAYLOAD" default:"8388608" desc:"max_payload of the embedded NATS server in bytes (Event Grid events reach 1 MB before the envelope)"`
+
+	Stream                string        `envconfig:"STREAM" default:"ACR_EVENTS" desc:"JetStream stream that captures {subject prefix}.> and {passthrough prefix}.>"`
+	StreamCreate          bool          `envconfig:"STREAM_CREATE" default:"true" desc:"create the stream when it is absent (also when deleted while running)"`
+	StreamDuplicateWindow time.Duration `envconfig:"STREAM_DUPLICATE_WINDOW" default:"10m" desc:"de-duplication window of a created stream; longer than Event Grid's early retries"`
+	StreamMaxAge          time.Duration `envconfig:"STREAM_MAX_AGE" default:"168h" desc:"max age of messages in a created stream"`
+	StreamReplicas        int           `envconfig:"STREAM_REPLICAS" default:"1" desc:"replicas of a created stream (3 on a production cluster)"`
+	StreamStorage         string        `envconfig:"STREAM_STORAGE" default:"file" desc:"storage of a created stream: file or memory"`
+
+	MaxBodyBytes   int64         `envconfig:"MAX_BODY_BYTES" default:"4194304" desc:"largest request body accepted; larger is 413"`
+	MaxEvents      int           `envconfig:"MAX_EVENTS" default:"5000" desc:"most events in one request (Event Grid sends at most 5000); more is 413"`
+	MaxInflight    int           `envconfig:"MAX_INFLIGHT" default:"256" desc:"most deliveries handled at once; more are answered 503 with Retry-After"`
+	PublishTimeout time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"10s" desc:"longest wait for the JetStream acks of one request before answering 503 (Event Grid gives up at 30s)"`
+	RetryAfter     time.Duration `envconfig:"RETRY_AFTER" default:"5s" desc:"Retry-After sent with every 503"`
+
+	ReadHeaderTimeout time.Duration `envconfig:"READ_HEADER_TIMEOUT" default:"10s" desc:"time allowed to read request headers"`
+	ReadTimeout       time.Duration `envconfig:"READ_TIMEOUT" default:"20s" desc:"time allowed to read a whole request"`
+	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"25s" desc:"time allowed from the end of the request headers to the end of the response"`
+	ShutdownTimeout   time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"time allowed on SIGTERM to finish in-flight requests and drain NATS"`
+
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
+}
+
+// Load reads the configuration from the environment and validates it. Errors name the variable.
+func Load() (Config, error) {
+	var c Config
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return c, fmt.Errorf("%s_%s=%q: %v", Prefix, pe.KeyName, pe.Value, pe.Err)
+		}
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+var (
+	subjectPrefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+	streamNameRE    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+)
+
+// Validate checks every setting and reports all problems at once, each naming its variable.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s_%s: %s", Prefix, name, fmt.Sprintf(format, args...)))
+	}
+	oneOf := func(name, v string, allowed ...string) {
+		for _, a := range allowed {
+			if v == a {
+				return
+			}
+		}
+		bad(name, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
+	positive := func(name string, v int64) {
+		if v <= 0 {
+			bad(name, "must be positive, got %d", v)
+		}
+	}
+
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		bad("LISTEN_ADDR", "%q is not host:port", c.ListenAddr)
+	}
+	if _, err := c.EmbeddedNATSPort(); err != nil {
+		bad("EMBEDDED_NATS_ADDR", "%v", err)
+	}
+	oneOf("CE_MODE", c.CEMode, "structured", "binary")
+	oneOf("NATS_MODE", c.NATSMode, "jetstream", "core")
+	oneOf("STREAM_STORAGE", c.StreamStorage, "file", "memory")
+	oneOf("LOG_FORMAT", c.LogFormat, "json", "text")
+	if _, err := c.SlogLevel(); err != nil {
+		bad("LOG_LEVEL", "%v", err)
+	}
+	if !subjectPrefixRE.MatchString(c.SubjectPrefix) {
+		bad("SUBJECT_PREFIX", "%q is not one or more subject tokens of [A-Za-z0-9_-]", c.SubjectPrefix)
+	}
+	if !subjectPrefixRE.MatchString(c.PassthroughPrefix) {
+		bad("PASSTHROUGH_PREFIX", "%q is not one or more subject tokens of [A-Za-z0-9_-]", c.PassthroughPrefix)
+	}
+	if overlaps(c.SubjectPrefix, c.PassthroughPrefix) {
+		bad("PASSTHROUGH_PREFIX", "%q overlaps BRIDGE_SUBJECT_PREFIX %q; the two subject trees must be disjoint", c.PassthroughPrefix, c.SubjectPrefix)
+	}
+	if !streamNameRE.MatchString(c.Stream) {
+		bad("STREAM", "%q is not a stream name (letters, digits, _ and -)", c.Stream)
+	}
+	positive("STREAM_DUPLICATE_WINDOW", int64(c.StreamDuplicateWindow))
+	if c.StreamMaxAge < 0 {
+		bad("STREAM_MAX_AGE", "must not be negative")
+	}
+	if c.StreamMaxAge > 0 && c.StreamDuplicateWindow > c.StreamMaxAge {
+		bad("STREAM_DUPLICATE_WINDOW", "%s is longer than BRIDGE_STREAM_MAX_AGE %s", c.StreamDuplicateWindow, c.StreamMaxAge)
+	}
+	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
+		bad("STREAM_REPLICAS", "must be 1 to 5, got %d", c.StreamReplicas)
+	}
+	positive("EMBEDDED_NATS_MAX_PAYLOAD", int64(c.EmbeddedNATSMaxPayload))
+	positive("MAX_BODY_BYTES", c.MaxBodyBytes)
+	positive("MAX_EVENTS", int64(c.MaxEvents))
+	positive("MAX_INFLIGHT", int64(c.MaxInflight))
+	positive("PUBLISH_TIMEOUT", int64(c.PublishTimeout))
+	positive("RETRY_AFTER", int64(c.RetryAfter))
+	positive("READ_HEADER_TIMEOUT", int64(c.ReadHeaderTimeout))
+	positive("READ_TIMEOUT", int64(c.ReadTimeout))
+	positive("WRITE_TIMEOUT", int64(c.WriteTimeout))
+	positive("SHUTDOWN_TIMEOUT", int64(c.ShutdownTimeout))
+	if c.WriteTimeout > 0 && c.PublishTimeout >= c.WriteTimeout {
+		bad("PUBLISH_TIMEOUT", "%s must be shorter than BRIDGE_WRITE_TIMEOUT %s, or the 503 could not be written", c.PublishTimeout, c.WriteTimeout)
+	}
+	if (c.NATSUser == "") != (c.NATSPassword == "") {
+		bad("NATS_USER", "BRIDGE_NATS_USER and BRIDGE_NATS_PASSWORD go together")
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		bad("NATS_TLS_CERT", "BRIDGE_NATS_TLS_CERT and BRIDGE_NATS_TLS_KEY go together")
+	}
+	if c.NATSURL == "" && (c.NATSCreds != "" || c.NATSUser != "" || c.NATSToken != "" || c.NATSTLSCA != "" || c.NATSTLSCert != "") {
+		bad("NATS_URL", "NATS credentials or TLS are set but BRIDGE_NATS_URL is empty (the embedded server needs none)")
+	}
+	return errors.Join(errs...)
+}
+
+// overlaps reports whether one dotted prefix is the other or a token-wise prefix of it.
+func overlaps(a, b string) bool {
+	return a == b || strings.HasPrefix(a, b+".") || strings.HasPrefix(b, a+".")
+}
+
+// EmbeddedNATSPort returns the port of EmbeddedNATSAddr; 0 means any free port.
+func (c Config) EmbeddedNATSPort() (int, error) {
+	_, p, err := net.SplitHostPort(c.EmbeddedNATSAddr)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not host:port", c.EmbeddedNATSAddr)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return 0, fmt.Errorf("%q has no valid port", c.EmbeddedNATSAddr)
+	}
+	return port, nil
+}
+
+// SlogLevel returns LogLevel as a slog.Level.
+func (c Config) SlogLevel() (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(c.LogLevel))
+	return l, err
+}
+
+// Usage writes every variable with its type, default and description.
+func Usage(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tTYPE\tDEFAULT\tDESCRIPTION")
+	err := envconfig.Usagef(Prefix, &Config{}, tw,
+		`{{range .}}{{usage_key .}}	{{usage_type .}}	{{usage_default .}}	{{usage_description .}}
+{{end}}`)
+	if err != nil {
+		return err
+	}
+	return tw.Flush()
+}

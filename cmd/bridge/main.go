@@ -31,9 +31,12 @@ func main() {
 
 const usageHead = `bridge: Azure Event Grid and Azure Container Registry webhooks to NATS JetStream.
 
-Usage: bridge [-h]
+Usage:
+  bridge             run the bridge (configured by the environment, below)
+  bridge tail [-h]   print the events arriving in NATS, one line each
+  bridge -h          this help
 
-Configured by environment variables only:
+Settings (environment variables):
 
 `
 
@@ -47,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case "-h", "-help", "--help", "help":
 			fmt.Fprint(stdout, usageHead)
 			return config.Usage(stdout)
+		case "tail":
+			return runTail(ctx, args[1:], stdout, stderr)
 		default:
 			return fmt.Errorf("unknown argument %q (bridge -h lists the settings)", args[0])
 		}

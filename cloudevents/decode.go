@@ -293,9 +293,9 @@ func (e Event) CloudEvent(t time.Time) (*event.Event, error) {
 	}
 	ce.SetTime(t)
 	if e.Data != nil {
-		if err := ce.SetData(event.ApplicationJSON, []byte(e.Data)); err != nil {
-			return nil, err
-		}
+		// Event Grid data is JSON: it stays JSON ("data"), not base64 ("data_base64").
+		ce.SetDataContentType(event.ApplicationJSON)
+		ce.DataEncoded, ce.DataBase64 = e.Data, false
 	}
 	if err := ce.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: event %q: %s", ErrMalformed, e.ID, oneLine(err.Error()))

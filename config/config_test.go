@@ -1,0 +1,104 @@
+package config_test
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/config"
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := config.Load()
+	require.NoError(t, err)
+	assert.Equal(t, ":8080", c.ListenAddr)
+	assert.Equal(t, "acr", c.SubjectPrefix)
+	assert.Equal(t, "eventgrid", c.PassthroughPrefix)
+	assert.Equal(t, "ACR_EVENTS", c.Stream)
+	assert.True(t, c.StreamCreate)
+	assert.Equal(t, 10*time.Minute, c.StreamDuplicateWindow)
+	assert.Equal(t, 168*time.Hour, c.StreamMaxAge)
+	assert.Equal(t, 1, c.StreamReplicas)
+	assert.Equal(t, "127.0.0.1:4222", c.EmbeddedNATSAddr)
+	assert.Equal(t, "./data/nats", c.EmbeddedNATSDir)
+	assert.Equal(t, []string{"eventgrid.azure.net"}, c.AllowedOrigins)
+	assert.Equal(t, 5000, c.MaxEvents)
+	assert.Equal(t, "structured", c.CEMode)
+	assert.Equal(t, "jetstream", c.NATSMode)
+	assert.Empty(t, c.NATSURL)
+	assert.Less(t, c.PublishTimeout, 30*time.Second, "answer before Event Grid gives up")
+}
+
+func TestLoadNamesTheVariable(t *testing.T) {
+	tests := []struct{ name, value, want string }{
+		{"BRIDGE_MAX_EVENTS", "many", "BRIDGE_MAX_EVENTS"},
+		{"BRIDGE_MAX_EVENTS", "0", "BRIDGE_MAX_EVENTS: must be positive"},
+		{"BRIDGE_PUBLISH_TIMEOUT", "soon", "BRIDGE_PUBLISH_TIMEOUT"},
+		{"BRIDGE_PUBLISH_TIMEOUT", "40s", "shorter than BRIDGE_WRITE_TIMEOUT"},
+		{"BRIDGE_STREAM_CREATE", "maybe", "BRIDGE_STREAM_CREATE"},
+		{"BRIDGE_CE_MODE", "xml", "BRIDGE_CE_MODE"},
+		{"BRIDGE_NATS_MODE", "kafka", "BRIDGE_NATS_MODE"},
+		{"BRIDGE_SUBJECT_PREFIX", "acr.>", "BRIDGE_SUBJECT_PREFIX"},
+		{"BRIDGE_SUBJECT_PREFIX", "", "BRIDGE_SUBJECT_PREFIX"},
+		{"BRIDGE_PASSTHROUGH_PREFIX", "acr", "overlaps"},
+		{"BRIDGE_STREAM", "ACR.EVENTS", "BRIDGE_STREAM"},
+		{"BRIDGE_STREAM_REPLICAS", "7", "BRIDGE_STREAM_REPLICAS"},
+		{"BRIDGE_STREAM_DUPLICATE_WINDOW", "200h", "longer than BRIDGE_STREAM_MAX_AGE"},
+		{"BRIDGE_LISTEN_ADDR", "8080", "BRIDGE_LISTEN_ADDR"},
+		{"BRIDGE_EMBEDDED_NATS_ADDR", "127.0.0.1:99999", "BRIDGE_EMBEDDED_NATS_ADDR"},
+		{"BRIDGE_LOG_LEVEL", "loud", "BRIDGE_LOG_LEVEL"},
+		{"BRIDGE_LOG_FORMAT", "xml", "BRIDGE_LOG_FORMAT"},
+		{"BRIDGE_NATS_USER", "me", "BRIDGE_NATS_PASSWORD go together"},
+		{"BRIDGE_NATS_TOKEN", "s3cret", "BRIDGE_NATS_URL is empty"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			t.Setenv(tc.name, tc.value)
+			_, err := config.Load()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "s3cret", "an error never echoes a secret")
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	t.Setenv("BRIDGE_CE_MODE", "xml")
+	t.Setenv("BRIDGE_NATS_MODE", "kafka")
+	_, err := config.Load()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "BRIDGE_CE_MODE")
+	assert.Contains(t, err.Error(), "BRIDGE_NATS_MODE")
+}
+
+// Usage lists every variable of Config with its default, so bridge -h documents them all.
+func TestUsageListsEveryVariable(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, config.Usage(&buf))
+	out := buf.String()
+	typ := reflect.TypeOf(config.Config{})
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		name := "BRIDGE_" + f.Tag.Get("envconfig")
+		assert.Contains(t, out, name)
+		line := lineWith(out, name+" ")
+		assert.Contains(t, line, f.Tag.Get("desc"), name)
+		if d := f.Tag.Get("default"); d != "" {
+			assert.Contains(t, line, d, name)
+		}
+	}
+}
+
+func lineWith(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
+}

@@ -1,0 +1,103 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// proc is a child process whose output the test keeps.
+type proc struct {
+	cmd *exec.Cmd
+	out *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func start(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(name, args...), out: &lockedBuffer{}}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	require.NoError(t, p.cmd.Start())
+	t.Cleanup(func() {
+		p.stop(syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+// stop signals the process and waits for it to exit.
+func (p *proc) stop(sig syscall.Signal) {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	_ = p.cmd.Wait()
+}
+
+// natsServer starts a nats-server process with JetStream on port, storing in dir.
+func natsServer(t *testing.T, port int, dir string) *proc {
+	t.Helper()
+	p := start(t, nil, natsServerBin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir)
+	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", port))
+	return p
+}
+
+// bridgeProcess starts the built bridge with env and waits until it serves.
+func bridgeProcess(t *testing.T, env ...string) (*proc, string) {
+	t.Helper()
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p := start(t, append([]string{"BRIDGE_LISTEN_ADDR=" + addr}, env...), bridgeBin)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 20*time.Second, 20*time.Millisecond, "bridge did not serve")
+	return p, "http://" + addr
+}
+
+func waitTCP(t *testing.T, addr string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr) // any answer, even a protocol error, means it listens
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil || !isRefused(err)
+	}, 20*time.Second, 20*time.Millisecond, "nothing listens on %s", addr)
+}
+
+func isRefused(err error) bool {
+	return err != nil && bytes.Contains([]byte(err.Error()), []byte("connection refused"))
+}

@@ -2,6 +2,8 @@ package config_test
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -101,4 +103,19 @@ func lineWith(s, sub string) string {
 		}
 	}
 	return ""
+}
+
+// The README's settings table lists every variable with its default.
+func TestREADMEListsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	require.NoError(t, err)
+	typ := reflect.TypeOf(config.Config{})
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		line := lineWith(string(readme), "| `BRIDGE_"+f.Tag.Get("envconfig")+"` |")
+		require.NotEmpty(t, line, "README has no row for BRIDGE_%s", f.Tag.Get("envconfig"))
+		if d := f.Tag.Get("default"); d != "" {
+			assert.Contains(t, line, "`"+d+"`")
+		}
+	}
 }

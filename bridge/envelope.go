@@ -1,0 +1,334 @@
+// Package bridge turns Azure Container Registry events into one envelope, names the NATS subject each one
+// goes to, publishes them to JetStream and answers the sender by Event Grid's retry rules.
+package bridge
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+)
+
+// The CloudEvents types of the envelope. The first four are Event Grid's own ACR event types; the native
+// webhook's actions push, delete, chart_push and chart_delete map onto them. Event Grid has no type for
+// quarantine or ping, so the bridge names them in the same family.
+const (
+	TypeImagePushed      = "Microsoft.ContainerRegistry.ImagePushed"
+	TypeImageDeleted     = "Microsoft.ContainerRegistry.ImageDeleted"
+	TypeChartPushed      = "Microsoft.ContainerRegistry.ChartPushed"
+	TypeChartDeleted     = "Microsoft.ContainerRegistry.ChartDeleted"
+	TypeImageQuarantined = "Microsoft.ContainerRegistry.ImageQuarantined"
+	TypePing             = "Microsoft.ContainerRegistry.Ping"
+)
+
+// Envelope is the message published for every ACR event, whatever way it arrived: a CloudEvent 1.0 whose
+// data always has the shape of EventData. Consumers decode a NATS message into it with DecodeMessage.
+type Envelope struct {
+	SpecVersion     string    `json:"specversion"`
+	ID              string    `json:"id"`
+	Source          string    `json:"source"`
+	Type            string    `json:"type"`
+	Subject         string    `json:"subject,omitempty"`
+	Time            string    `json:"time"`
+	DataContentType string    `json:"datacontenttype"`
+	Data            EventData `json:"data"`
+}
+
+// EventData is the ACR event (the native webhook body and Event Grid's data are the same schema), made
+// whole: the registry it happened in and the way it arrived are added, absent fields stay absent.
+type EventData struct {
+	Registry          string             `json:"registry"`
+	Origin            string             `json:"origin"`
+	ID                string             `json:"id,omitempty"`
+	Action            string             `json:"action,omitempty"`
+	Timestamp         string             `json:"timestamp,omitempty"`
+	Location          string             `json:"location,omitempty"`
+	Target            *Target            `json:"target,omitempty"`
+	Request           *Request           `json:"request,omitempty"`
+	Actor             *Actor             `json:"actor,omitempty"`
+	Source            *Source            `json:"source,omitempty"`
+	ConnectedRegistry *ConnectedRegistry `json:"connectedRegistry,omitempty"`
+}
+
+// Target is the artifact the event is about. Size and Length are pointers because 0 is a size.
+type Target struct {
+	MediaType  string `json:"mediaType,omitempty"`
+	Size       *int64 `json:"size,omitempty"`
+	Digest     string `json:"digest,omitempty"`
+	Length     *int64 `json:"length,omitempty"`
+	Repository string `json:"repository,omitempty"`
+	Tag        string `json:"tag,omitempty"`
+	URL        string `json:"url,omitempty"`
+	Name       string `json:"name,omitempty"`
+	Version    string `json:"version,omitempty"`
+}
+
+// Request is the registry request that caused the event.
+type Request struct {
+	ID        string `json:"id,omitempty"`
+	Host      string `json:"host,omitempty"`
+	Method    string `json:"method,omitempty"`
+	UserAgent string `json:"useragent,omitempty"`
+	Addr      string `json:"addr,omitempty"`
+}
+
+// Actor is who caused the event.
+type Actor struct {
+	Name string `json:"name,omitempty"`
+}
+
+// Source is the registry node that generated the event.
+type Source struct {
+	Addr       string `json:"addr,omitempty"`
+	InstanceID string `json:"instanceID,omitempty"`
+}
+
+// ConnectedRegistry names the connected (on-premises) registry an event came from.
+type ConnectedRegistry struct {
+	Name string `json:"name,omitempty"`
+}
+
+// Kind is what the bridge does with an event.
+type Kind int
+
+// The kinds of event.
+const (
+	KindACR         Kind = iota // an ACR event, normalised into an Envelope
+	KindPing                    // an ACR ping or unknown webhook action, published to the ping subject
+	KindPassthrough             // any other event type, published unchanged
+	KindDeadLetter              // an ACR event that cannot be normalised, published as received
+)
+
+// Normalized is the result of normalising one inbound event.
+type Normalized struct {
+	Kind     Kind
+	Envelope Envelope
+	// Reason says why a KindDeadLetter event could not be normalised.
+	Reason string
+	// TimeFallback says which value the envelope time came from when the event time did not parse
+	// ("data.timestamp" or "receive time"); empty when it did.
+	TimeFallback string
+}
+
+// errNotNormalizable marks an ACR event that is valid JSON but cannot become an Envelope.
+var errNotNormalizable = errors.New("cannot normalise")
+
+// Normalizer turns inbound events into envelopes. Its zero value is usable; DefaultRegistry is the
+// registry of events that name none.
+type Normalizer struct {
+	DefaultRegistry string
+}
+
+var actionTypes = map[string]string{
+	"push":         TypeImagePushed,
+	"delete":       TypeImageDeleted,
+	"chart_push":   TypeChartPushed,
+	"chart_delete": TypeChartDeleted,
+	"quarantine":   TypeImageQuarantined,
+}
+
+var acrTypes = map[string]bool{
+	TypeImagePushed:  true,
+	TypeImageDeleted: true,
+	TypeChartPushed:  true,
+	TypeChartDeleted: true,
+}
+
+// IsACRType reports whether t is one of the four Event Grid ACR event types the bridge normalises. Other
+// Microsoft.ContainerRegistry.* types are passed through rather than guessed at.
+func IsACRType(t string) bool { return acrTypes[t] }
+
+// Normalize turns one inbound event into its envelope. pathRegistry is the registry named by the webhook
+// URL, if any; now is the receive time, the last fallback for the event time. It never fails: an event
+// it cannot normalise comes back as KindDeadLetter with the reason.
+func (n Normalizer) Normalize(ev cloudevents.Event, pathRegistry string, now string) Normalized {
+	if ev.Schema != cloudevents.SchemaWebhook && !IsACRType(ev.Type) {
+		return Normalized{Kind: KindPassthrough}
+	}
+	var data EventData
+	if err := decodeData(ev.Data, &data); err != nil {
+		return Normalized{Kind: KindDeadLetter, Reason: err.Error()}
+	}
+	kind, typ := KindACR, ev.Type
+	if ev.Schema == cloudevents.SchemaWebhook {
+		var ok bool
+		if typ, ok = actionTypes[data.Action]; !ok {
+			kind, typ = KindPing, TypePing
+		}
+	}
+	if kind == KindACR && data.Target == nil {
+		return Normalized{Kind: KindDeadLetter, Reason: fmt.Sprintf("%s event without data.target", typ)}
+	}
+	tidy(&data)
+	data.Origin = string(ev.Schema)
+
+	topicRegistry, connected := registryFromSource(ev.Source)
+	if data.ConnectedRegistry == nil && connected != "" {
+		data.ConnectedRegistry = &ConnectedRegistry{Name: connected}
+	}
+	data.Registry = n.registry(pathRegistry, topicRegistry, data.Request)
+
+	id, source := ev.ID, ev.Source
+	if ev.Schema == cloudevents.SchemaWebhook {
+		id = data.ID
+		if id == "" {
+			id = HashID(ev.Raw)
+		}
+		source = "acr://" + url.PathEscape(data.Registry)
+	}
+
+	out := Normalized{Kind: kind}
+	var t string
+	t, out.TimeFallback = envelopeTime(ev, data.Timestamp, now)
+	if ts, ok := NormalizeTime(data.Timestamp); ok {
+		data.Timestamp = ts
+	}
+
+	out.Envelope = Envelope{
+		SpecVersion:     "1.0",
+		ID:              id,
+		Source:          source,
+		Type:            typ,
+		Subject:         data.Target.subject(),
+		Time:            t,
+		DataContentType: "application/json",
+		Data:            data,
+	}
+	return out
+}
+
+// envelopeTime is the event time (a webhook's is its data.timestamp), else data.timestamp, else the
+// receive time; Azure's own samples include times that do not parse, and such an event is not lost.
+func envelopeTime(ev cloudevents.Event, timestamp, now string) (t, fallback string) {
+	if ev.Schema == cloudevents.SchemaWebhook {
+		if t, ok := NormalizeTime(timestamp); ok {
+			return t, ""
+		}
+		return now, "receive time"
+	}
+	if t, ok := NormalizeTime(ev.Time); ok {
+		return t, ""
+	}
+	if t, ok := NormalizeTime(timestamp); ok {
+		return t, "data.timestamp"
+	}
+	return now, "receive time"
+}
+
+// decodeData reads the ACR event data. Anything that is not an object of the ACR schema is refused with a
+// reason, because the envelope promises consumers one data shape.
+func decodeData(raw json.RawMessage, data *EventData) error {
+	if len(raw) == 0 {
+		return fmt.Errorf("%w: event has no data", errNotNormalizable)
+	}
+	if raw[0] != '{' {
+		return fmt.Errorf("%w: data is not a JSON object", errNotNormalizable)
+	}
+	if err := json.Unmarshal(raw, data); err != nil {
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) && typ.Field != "" {
+			return fmt.Errorf("%w: data.%s is a JSON %s, not a %s", errNotNormalizable, typ.Field, typ.Value, typ.Type)
+		}
+		return fmt.Errorf("%w: data: %v", errNotNormalizable, err)
+	}
+	// A registry or origin inside the received data is not Azure's; the bridge sets both.
+	data.Registry, data.Origin = "", ""
+	return nil
+}
+
+// tidy drops objects that carry no field, so that "actor": {} and a null object read the same.
+func tidy(d *EventData) {
+	if d.Request != nil && *d.Request == (Request{}) {
+		d.Request = nil
+	}
+	if d.Actor != nil && *d.Actor == (Actor{}) {
+		d.Actor = nil
+	}
+	if d.Source != nil && *d.Source == (Source{}) {
+		d.Source = nil
+	}
+	if d.ConnectedRegistry != nil && *d.ConnectedRegistry == (ConnectedRegistry{}) {
+		d.ConnectedRegistry = nil
+	}
+}
+
+// subject is the CloudEvents subject Event Grid gives ACR events: repo:tag, else repo@digest, else repo.
+// An event without a repository has no subject.
+func (t *Target) subject() string {
+	if t == nil || t.Repository == "" {
+		return ""
+	}
+	switch {
+	case t.Tag != "":
+		return t.Repository + ":" + t.Tag
+	case t.Digest != "":
+		return t.Repository + "@" + t.Digest
+	}
+	return t.Repository
+}
+
+// registry picks the registry name in the documented order: the webhook path, the Event Grid topic or
+// CloudEvents source, the first label of request.host, the configured default, else "_".
+func (n Normalizer) registry(path, topic string, req *Request) string {
+	if path != "" {
+		return strings.ToLower(path)
+	}
+	if topic != "" {
+		return strings.ToLower(topic)
+	}
+	if req != nil && req.Host != "" {
+		if r := RegistryFromHost(req.Host); r != "" {
+			return r
+		}
+	}
+	if n.DefaultRegistry != "" {
+		return strings.ToLower(n.DefaultRegistry)
+	}
+	return emptyToken
+}
+
+// RegistryFromHost returns the registry name of a login server host: myregistry.azurecr.io -> myregistry.
+func RegistryFromHost(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	first, _, _ := strings.Cut(host, ".")
+	return strings.ToLower(first)
+}
+
+// registryFromSource reads the registry, and a connected registry, from an ARM resource id such as
+// /subscriptions/…/providers/Microsoft.ContainerRegistry/registries/<name>[/connectedRegistries/<name>].
+// Azure does not guarantee the case of resource ids, so the segments match case-insensitively.
+func registryFromSource(source string) (registry, connected string) {
+	registry, rest := segmentAfter(source, "/registries/")
+	if registry == "" {
+		return "", ""
+	}
+	connected, _ = segmentAfter(rest, "/connectedregistries/")
+	return registry, connected
+}
+
+func segmentAfter(s, marker string) (segment, rest string) {
+	i := strings.Index(strings.ToLower(s), marker)
+	if i < 0 {
+		return "", ""
+	}
+	s = s[i+len(marker):]
+	if j := strings.IndexAny(s, "/?#"); j >= 0 {
+		return s[:j], s[j:]
+	}
+	return s, ""
+}
+
+// HashID is the id given to an event that has none: a hash of its bytes, so that a redelivery of the same
+// bytes gets the same id and JetStream stores it once.
+func HashID(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return "sha256-" + hex.EncodeToString(sum[:])
+}

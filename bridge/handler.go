@@ -1,0 +1,351 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+)
+
+// publisher stores messages; JetStream and Core are the two implementations.
+type publisher interface {
+	Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error)
+	Ready(ctx context.Context) error
+}
+
+// Options are the handler's settings; cmd/bridge fills them from the configuration.
+type Options struct {
+	Subjects        Subjects
+	DefaultRegistry string
+	Mode            Mode
+	AllowedOrigins  cloudevents.Origins
+	// Passthrough publishes events that are not ACR events; when false they are refused with 400.
+	Passthrough  bool
+	MaxBodyBytes int64
+	MaxEvents    int
+	// MaxInflight caps concurrent deliveries; past it the bridge answers 503 rather than queue.
+	MaxInflight int
+	// RetryAfter is sent with every 503.
+	RetryAfter time.Duration
+}
+
+// Server is the bridge's HTTP API.
+type Server struct {
+	opts     Options
+	norm     Normalizer
+	pub      publisher
+	log      *slog.Logger
+	inflight chan struct{}
+	mux      *http.ServeMux
+}
+
+// NewServer returns the HTTP handler of the bridge, publishing with pub (a *JetStream or *Core).
+func NewServer(opts Options, pub publisher, log *slog.Logger) *Server {
+	s := &Server{
+		opts:     opts,
+		norm:     Normalizer{DefaultRegistry: opts.DefaultRegistry},
+		pub:      pub,
+		log:      log,
+		inflight: make(chan struct{}, max(opts.MaxInflight, 1)),
+		mux:      http.NewServeMux(),
+	}
+	s.routes()
+	return s
+}
+
+// ServeHTTP logs one record per request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.logRequests(s.mux).ServeHTTP(w, r)
+}
+
+// handleEventGrid receives Event Grid deliveries in either schema, answers the Event Grid schema
+// validation handshake, and publishes every event before answering 200.
+func (s *Server) handleEventGrid() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := s.readBody(w, r)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		d, err := cloudevents.Decode(r.Header, body)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		if n := len(d.Events) + len(d.Invalid); n > s.opts.MaxEvents {
+			s.error(w, r, fmt.Errorf("%w: %d events in one request, limit %d (BRIDGE_MAX_EVENTS)", ErrTooLarge, n, s.opts.MaxEvents))
+			return
+		}
+		b, err := s.prepare(r, d, "")
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		s.publishAndAnswer(w, r, b)
+	})
+}
+
+// handleWebhook receives an ACR native webhook: one registry event per POST. The registry comes from the
+// URL path when present, because chart events carry no request.host to take it from.
+func (s *Server) handleWebhook() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := s.readBody(w, r)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		ev, err := cloudevents.DecodeWebhook(body)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		b, err := s.prepare(r, &cloudevents.Delivery{Events: []cloudevents.Event{ev}}, r.PathValue("registry"))
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		s.publishAndAnswer(w, r, b)
+	})
+}
+
+// batch is the NATS messages of one request and what the sender is owed.
+type batch struct {
+	msgs       []*nats.Msg
+	validation *cloudevents.Validation
+	dead       int
+	passed     int
+}
+
+// prepare normalises every event of a delivery and builds its message. It publishes nothing, so that a
+// request refused here has stored nothing.
+func (s *Server) prepare(r *http.Request, d *cloudevents.Delivery, pathRegistry string) (*batch, error) {
+	rec := recordOf(r.Context())
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	b := &batch{msgs: make([]*nats.Msg, 0, len(d.Events)+len(d.Invalid))}
+	for _, ev := range d.Events {
+		switch ev.Type {
+		case cloudevents.TypeSubscriptionValidation:
+			v, _, err := cloudevents.ValidationOf(ev)
+			if err != nil {
+				return nil, err
+			}
+			b.validation = &v
+			s.log.Info("Event Grid subscription validation", "event_id", ev.ID, "topic", ev.Source)
+			continue
+		case cloudevents.TypeSubscriptionDeleted:
+			s.log.Warn("Event Grid subscription deleted", "event_id", ev.ID, "topic", ev.Source, "subject", ev.Subject)
+			continue
+		}
+		n := s.norm.Normalize(ev, pathRegistry, now)
+		if n.Kind == KindACR || n.Kind == KindPing {
+			rec.addID(n.Envelope.ID)
+		} else {
+			rec.addID(ev.ID)
+		}
+		if n.TimeFallback != "" && n.Kind != KindDeadLetter {
+			s.log.Warn("event time does not parse; using "+n.TimeFallback,
+				"event_id", n.Envelope.ID, "time", ev.Time, "used", n.Envelope.Time)
+		}
+		var msg *nats.Msg
+		var err error
+		switch n.Kind {
+		case KindACR, KindPing:
+			var subj string
+			if subj, err = s.opts.Subjects.For(&n.Envelope); err != nil {
+				msg, err = s.deadLetter(ev, err.Error()), nil
+				b.dead++
+				break
+			}
+			msg, err = envelopeMsg(subj, &n.Envelope, s.opts.Mode)
+			if n.Kind == KindPing {
+				s.log.Info("ACR webhook ping", "registry", n.Envelope.Data.Registry, "action", n.Envelope.Data.Action, "event_id", n.Envelope.ID)
+			}
+		case KindPassthrough:
+			if !s.opts.Passthrough {
+				return nil, fmt.Errorf("%w: event %q has type %q, which is not an ACR event, and passthrough is off", cloudevents.ErrMalformed, ev.ID, ev.Type)
+			}
+			msg, err = s.passthrough(ev, now)
+			if errors.Is(err, cloudevents.ErrMalformed) || errors.Is(err, ErrSubjectTooLong) {
+				msg, err = s.deadLetter(ev, err.Error()), nil
+				b.dead++
+				break
+			}
+			b.passed++
+		case KindDeadLetter:
+			msg = s.deadLetter(ev, n.Reason)
+			b.dead++
+		}
+		if err != nil {
+			return nil, err
+		}
+		b.msgs = append(b.msgs, msg)
+	}
+	for _, inv := range d.Invalid {
+		b.msgs = append(b.msgs, deadLetterMsg(s.opts.Subjects.DeadLetter(), "", inv.Raw, inv.Reason, "", nil))
+		b.dead++
+	}
+	return b, nil
+}
+
+// passthrough builds the message of an event that is not an ACR event: a CloudEvent, unchanged but for
+// the Event Grid schema -> CloudEvents conversion.
+func (s *Server) passthrough(ev cloudevents.Event, now string) (*nats.Msg, error) {
+	subj, err := s.opts.Subjects.ForPassthrough(ev.Type)
+	if err != nil {
+		return nil, err
+	}
+	if ev.Schema == cloudevents.SchemaCloudEvents && ev.CE == nil && s.opts.Mode == ModeStructured {
+		return passthroughMsg(subj, nil, ev.ID, ev.Raw, s.opts.Mode)
+	}
+	t, ok := NormalizeTime(ev.Time)
+	if !ok {
+		t = now
+	}
+	tt, _ := time.Parse(time.RFC3339Nano, t)
+	ce, err := ev.CloudEvent(tt)
+	if err != nil {
+		return nil, err
+	}
+	var raw []byte
+	if ev.Schema == cloudevents.SchemaCloudEvents && ev.CE == nil {
+		raw = ev.Raw
+	}
+	return passthroughMsg(subj, ce, ce.ID(), raw, s.opts.Mode)
+}
+
+// deadLetter builds the dead-letter message of an event as received. A binary-mode CloudEvent's
+// attributes travel in its ce-* headers, so they go along.
+func (s *Server) deadLetter(ev cloudevents.Event, reason string) *nats.Msg {
+	s.log.Warn("event dead-lettered", "event_id", ev.ID, "type", ev.Type, "reason", reason)
+	id := ev.ID
+	if ev.Schema == cloudevents.SchemaWebhook {
+		// A webhook's id lives inside a body that could not be read; its hash stands in.
+		id = ""
+	}
+	return deadLetterMsg(s.opts.Subjects.DeadLetter(), id, ev.Raw, reason, string(ev.Schema), ev.Headers)
+}
+
+// publishAndAnswer stores the batch and answers 200 only when every message is acknowledged.
+func (s *Server) publishAndAnswer(w http.ResponseWriter, r *http.Request, b *batch) {
+	rec := recordOf(r.Context())
+	rec.events = len(b.msgs)
+	rec.deadLettered, rec.passedThrough = b.dead, b.passed
+	if len(b.msgs) > 0 {
+		rec.subject = b.msgs[0].Subject
+		acks, err := s.pub.Publish(r.Context(), b.msgs)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		for _, a := range acks {
+			if a.Duplicate {
+				rec.duplicates++
+			}
+		}
+		if len(acks) > 0 {
+			rec.stream, rec.seq = acks[0].Stream, acks[0].Sequence
+		}
+	}
+	if b.validation != nil {
+		writeBody(w, http.StatusOK, "application/json", cloudevents.ValidationResponse(*b.validation))
+		return
+	}
+	summary, _ := json.Marshal(struct {
+		Events       int `json:"events"`
+		Duplicates   int `json:"duplicates"`
+		DeadLettered int `json:"deadLettered"`
+	}{len(b.msgs), rec.duplicates, b.dead})
+	writeBody(w, http.StatusOK, "application/json", summary)
+}
+
+// handleValidationOptions answers the CloudEvents webhook abuse-protection handshake, which Event Grid
+// sends to subscriptions in the CloudEvents schema before the first delivery.
+func (s *Server) handleValidationOptions() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Allow", "POST, OPTIONS")
+		origin := r.Header.Get("WebHook-Request-Origin")
+		switch {
+		case origin == "":
+		case s.opts.AllowedOrigins.Allows(origin):
+			h.Set("WebHook-Allowed-Origin", origin)
+			h.Set("WebHook-Allowed-Rate", "*")
+			s.log.Info("CloudEvents webhook validation", "origin", origin)
+		default:
+			s.log.Warn("CloudEvents webhook validation from an origin not in BRIDGE_ALLOWED_ORIGINS", "origin", origin)
+		}
+		h.Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+	})
+}
+
+func (s *Server) handleHealthz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte("ok\n"))
+	})
+}
+
+func (s *Server) handleReadyz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.pub.Ready(ctx); err != nil {
+			w.Header().Set("Retry-After", s.retryAfter())
+			writeBody(w, http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("not ready: "+err.Error()+"\n"))
+			return
+		}
+		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte("ready\n"))
+	})
+}
+
+// readBody reads the whole body, up to MaxBodyBytes.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := s.opts.MaxBodyBytes
+	if r.ContentLength > limit {
+		return nil, fmt.Errorf("%w: body of %d bytes, limit %d (BRIDGE_MAX_BODY_BYTES)", ErrTooLarge, r.ContentLength, limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, fmt.Errorf("%w: body over %d bytes (BRIDGE_MAX_BODY_BYTES)", ErrTooLarge, limit)
+	case err != nil:
+		return nil, fmt.Errorf("%w: reading body: %v", cloudevents.ErrMalformed, err)
+	}
+	return body, nil
+}
+
+// limitInflight answers 503 at once when MaxInflight deliveries are under way, so that a flood is turned
+// away instead of queued until memory runs out; Event Grid retries.
+func (s *Server) limitInflight(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case s.inflight <- struct{}{}:
+			defer func() { <-s.inflight }()
+			next.ServeHTTP(w, r)
+		default:
+			s.error(w, r, fmt.Errorf("%w: %d deliveries in flight (BRIDGE_MAX_INFLIGHT)", ErrUnavailable, cap(s.inflight)))
+		}
+	})
+}
+
+func (s *Server) retryAfter() string {
+	return strconv.Itoa(max(int(s.opts.RetryAfter.Round(time.Second)/time.Second), 1))
+}
+
+func writeBody(w http.ResponseWriter, code int, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,564 @@
+package bridge_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/bridge"
+)
+
+const acrTopic = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/MyRegistry"
+
+// egPush is an Event Grid schema ImagePushed event with the given id, repository and tag.
+func egPush(id, repo, tag string) string {
+	return fmt.Sprintf(`{"id":%q,"topic":%q,"subject":"%s:%s","eventType":"Microsoft.ContainerRegistry.ImagePushed",
+		"eventTime":"2024-05-01T10:00:00.1234567Z","dataVersion":"1.0","metadataVersion":"1",
+		"data":{"id":"d-%s","timestamp":"2024-05-01T10:00:00.123456789Z","action":"push",
+		"target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":10,"digest":"sha256:abc","length":10,"repository":%q,"tag":%q},
+		"request":{"id":"r","host":"myregistry.azurecr.io","method":"PUT","useragent":"test"}}}`, id, acrTopic, repo, tag, id, repo, tag)
+}
+
+func envelopeOf(t *testing.T, data []byte) bridge.Envelope {
+	t.Helper()
+	var env bridge.Envelope
+	require.NoError(t, json.Unmarshal(data, &env))
+	return env
+}
+
+func TestEventGridValidationHandshake(t *testing.T) {
+	e := newEnv(t)
+	body := `[{"id":"2d1781af-3a4c-4d7c-bd0c-e34b19da4e66","topic":"/subscriptions/x","subject":"",
+		"data":{"validationCode":"512d38b6-c7b8-40c8-89fe-f46f9e9622b6","validationUrl":"https://rp-eastus2.eventgrid.azure.net/x"},
+		"eventType":"Microsoft.EventGrid.SubscriptionValidationEvent","eventTime":"2018-01-25T22:12:19.4556811Z",
+		"metadataVersion":"1","dataVersion":"1"}]`
+	code, h, resp := e.post("/eventgrid", []byte(body), "Content-Type", "application/json", "aeg-event-type", "SubscriptionValidation")
+	require.Equal(t, 200, code, resp)
+	assert.JSONEq(t, `{"validationResponse":"512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}`, resp)
+	assert.Equal(t, fmt.Sprint(len(resp)), h.Get("Content-Length"))
+	assert.Empty(t, h.Get("Transfer-Encoding"))
+	assert.Empty(t, e.stored(), "a handshake publishes nothing")
+}
+
+func TestSubscriptionDeletedIsAcknowledged(t *testing.T) {
+	e := newEnv(t)
+	body := `[{"id":"1","topic":"/subscriptions/x","subject":"/subscriptions/x/eventSubscriptions/s",
+		"eventType":"Microsoft.EventGrid.SubscriptionDeletedEvent","eventTime":"2024-01-01T00:00:00Z",
+		"data":{"eventSubscriptionId":"/subscriptions/x/eventSubscriptions/s"},"dataVersion":"1","metadataVersion":"1"}]`
+	code, _, resp := e.post("/eventgrid", []byte(body), "aeg-event-type", "SubscriptionDeletion")
+	require.Equal(t, 200, code, resp)
+	assert.Empty(t, e.stored())
+	assert.True(t, e.logs.Contains("Event Grid subscription deleted"))
+}
+
+func TestCloudEventsOptionsHandshake(t *testing.T) {
+	tests := []struct {
+		name, origin, allowedOrigin string
+		allowed                     []string
+	}{
+		{"default origin", "eventgrid.azure.net", "eventgrid.azure.net", nil},
+		{"case-insensitive", "EventGrid.Azure.NET", "EventGrid.Azure.NET", nil},
+		{"not allowed", "evil.example.com", "", nil},
+		{"wildcard", "evil.example.com", "evil.example.com", []string{"*"}},
+		{"no origin header", "", "", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(s *setup) {
+				if tc.allowed != nil {
+					s.opts.AllowedOrigins = tc.allowed
+				}
+			})
+			var hdr []string
+			if tc.origin != "" {
+				hdr = []string{"WebHook-Request-Origin", tc.origin}
+			}
+			code, h, _ := e.do("OPTIONS", "/eventgrid", nil, hdr...)
+			assert.Equal(t, 200, code)
+			assert.Equal(t, "POST, OPTIONS", h.Get("Allow"))
+			assert.Equal(t, tc.allowedOrigin, h.Get("WebHook-Allowed-Origin"))
+			if tc.allowedOrigin != "" {
+				assert.Equal(t, "*", h.Get("WebHook-Allowed-Rate"))
+			} else {
+				_, present := h["Webhook-Allowed-Origin"]
+				assert.False(t, present)
+			}
+			assert.Empty(t, e.stored())
+		})
+	}
+}
+
+func TestBatchOfHundredThenRedelivery(t *testing.T) {
+	e := newEnv(t)
+	events := make([]string, 100)
+	for i := range events {
+		events[i] = egPush(fmt.Sprintf("evt-%03d", i), "team/web", fmt.Sprintf("v%d", i))
+	}
+	body := []byte("[" + strings.Join(events, ",") + "]")
+
+	code, _, resp := e.post("/eventgrid", body, "Content-Type", "application/json")
+	require.Equal(t, 200, code, resp)
+	assert.JSONEq(t, `{"events":100,"duplicates":0,"deadLettered":0}`, resp)
+	msgs := e.stored()
+	require.Len(t, msgs, 100)
+	for i, m := range msgs {
+		assert.Equal(t, "acr.image.pushed.myregistry.team.web", m.Subject)
+		assert.Equal(t, fmt.Sprintf("evt-%03d", i), m.Header.Get("Nats-Msg-Id"), "messages keep the batch order")
+		assert.Equal(t, fmt.Sprintf("team/web:v%d", i), envelopeOf(t, m.Data).Subject)
+	}
+
+	// Event Grid retries a whole batch; JetStream's de-duplication stores none of it again.
+	code, _, resp = e.post("/eventgrid", body, "Content-Type", "application/json")
+	require.Equal(t, 200, code, resp)
+	assert.JSONEq(t, `{"events":100,"duplicates":100,"deadLettered":0}`, resp)
+	assert.Len(t, e.stored(), 100)
+}
+
+func TestMalformedRequestsPublishNothing(t *testing.T) {
+	tests := []struct {
+		name, path, body, want string
+	}{
+		{"empty body", "/eventgrid", "", "empty body"},
+		{"whitespace", "/eventgrid", "  \n ", "empty body"},
+		{"not JSON", "/eventgrid", "hello", "not JSON"},
+		{"truncated", "/eventgrid", `[{"id":"1","eventType":"x"`, "invalid JSON"},
+		{"empty array", "/eventgrid", "[]", "empty array"},
+		{"array of numbers", "/eventgrid", "[1,2,3]", "not a JSON object"},
+		{"JSON string", "/eventgrid", `"event"`, "neither a JSON object nor an array"},
+		{"unknown schema", "/eventgrid", `{"hello":"world"}`, "unknown schema"},
+		{"CloudEvent without source", "/eventgrid", `{"specversion":"1.0","id":"1","type":"t"}`, "required attribute source"},
+		{"CloudEvent 0.3", "/eventgrid", `{"specversion":"0.3","id":"1","source":"s","type":"t"}`, "specversion"},
+		{"Event Grid event without id", "/eventgrid", `{"eventType":"Microsoft.ContainerRegistry.ImagePushed","data":{}}`, "without id"},
+		{"id of the wrong type", "/eventgrid", `{"id":5,"eventType":"x"}`, `"id"`},
+		{"invalid UTF-8", "/eventgrid", "{\"id\":\"\xff\"}", "UTF-8"},
+		{"validation without code", "/eventgrid", `[{"id":"1","eventType":"Microsoft.EventGrid.SubscriptionValidationEvent","data":{}}]`, "validationCode"},
+		{"webhook empty", "/webhooks/acr/r", "", "empty body"},
+		{"webhook not JSON", "/webhooks/acr/r", "{nope", "not JSON"},
+		{"webhook array", "/webhooks/acr/r", `[{"action":"push"}]`, "one JSON object"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			code, h, resp := e.post(tc.path, []byte(tc.body), "Content-Type", "application/json")
+			assert.Equal(t, 400, code)
+			assert.Contains(t, resp, tc.want)
+			assert.Equal(t, 1, strings.Count(strings.TrimSpace(resp), "\n")+1, "one-line reason: %q", resp)
+			assert.Equal(t, "text/plain; charset=utf-8", h.Get("Content-Type"))
+			assert.Empty(t, e.stored())
+		})
+	}
+}
+
+func TestDeadLetter(t *testing.T) {
+	e := newEnv(t)
+	body := `[` + egPush("good-1", "app", "v1") + `,
+		{"id":"no-target","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-01-01T00:00:00Z","data":{"action":"push"}},
+		{"id":"data-string","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ImageDeleted","eventTime":"2024-01-01T00:00:00Z","data":"oops"},
+		{"id":"size-string","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-01-01T00:00:00Z","data":{"target":{"size":"big"}}},
+		42]`
+	code, _, resp := e.post("/eventgrid", []byte(body))
+	require.Equal(t, 200, code, resp)
+	assert.JSONEq(t, `{"events":5,"duplicates":0,"deadLettered":4}`, resp)
+
+	msgs := e.stored()
+	require.Len(t, msgs, 5)
+	assert.Equal(t, "acr.image.pushed.myregistry.app", msgs[0].Subject)
+	for _, m := range msgs[1:] {
+		assert.Equal(t, "acr.deadletter", m.Subject)
+	}
+	assert.Equal(t, "no-target", msgs[1].Header.Get("Nats-Msg-Id"))
+	assert.Contains(t, msgs[1].Header.Get("Bridge-Error"), "without data.target")
+	assert.Contains(t, string(msgs[1].Data), `"id":"no-target"`, "the event as received")
+	assert.Equal(t, "data-string", msgs[2].Header.Get("Nats-Msg-Id"))
+	assert.Contains(t, msgs[2].Header.Get("Bridge-Error"), "not a JSON object")
+	assert.Contains(t, msgs[3].Header.Get("Bridge-Error"), "data.target.size")
+	assert.Equal(t, "42", string(msgs[4].Data))
+	assert.Equal(t, bridge.HashID([]byte("42")), msgs[4].Header.Get("Nats-Msg-Id"), "no id: a hash of the bytes")
+
+	// A redelivery dead-letters nothing twice.
+	code, _, resp = e.post("/eventgrid", []byte(body))
+	require.Equal(t, 200, code, resp)
+	assert.Len(t, e.stored(), 5)
+}
+
+func TestWebhookDeadLetterAndPing(t *testing.T) {
+	e := newEnv(t)
+	code, _, resp := e.post("/webhooks/acr/reg", []byte(`{"id":"w1","action":"push","target":null}`))
+	require.Equal(t, 200, code, resp)
+	code, _, resp = e.post("/webhooks/acr/reg", []byte(`{"id":"w2","action":"somethingnew","timestamp":"2024-01-01T00:00:00Z"}`))
+	require.Equal(t, 200, code, resp)
+
+	msgs := e.stored()
+	require.Len(t, msgs, 2)
+	assert.Equal(t, "acr.deadletter", msgs[0].Subject)
+	assert.Equal(t, "webhook", msgs[0].Header.Get("Bridge-Origin"))
+	assert.Equal(t, "acr.ping.reg", msgs[1].Subject, "an unknown action is treated as a ping")
+	env := envelopeOf(t, msgs[1].Data)
+	assert.Equal(t, bridge.TypePing, env.Type)
+	assert.Equal(t, "somethingnew", env.Data.Action)
+	assert.True(t, e.logs.Contains("ACR webhook ping"))
+}
+
+func TestWebhookWithoutIDIsHashed(t *testing.T) {
+	e := newEnv(t)
+	body := []byte(`{"action":"push","timestamp":"2024-01-01T00:00:00Z","target":{"repository":"a","tag":"1"}}`)
+	for range 2 {
+		code, _, resp := e.post("/webhooks/acr/reg", body)
+		require.Equal(t, 200, code, resp)
+	}
+	msgs := e.stored()
+	require.Len(t, msgs, 1, "a redelivery of the same bytes is the same event")
+	assert.Equal(t, bridge.HashID(body), msgs[0].Header.Get("Nats-Msg-Id"))
+	assert.Equal(t, bridge.HashID(body), envelopeOf(t, msgs[0].Data).ID)
+}
+
+func TestWebhookRegistry(t *testing.T) {
+	tests := []struct {
+		name, path, body, defaultRegistry, subject string
+	}{
+		{"from path", "/webhooks/acr/Prod", `{"id":"1","action":"push","target":{"repository":"a"},"request":{"host":"other.azurecr.io"}}`, "", "acr.image.pushed.prod.a"},
+		{"from request.host", "/webhooks/acr", `{"id":"1","action":"push","target":{"repository":"a"},"request":{"host":"MyReg.azurecr.io:443"}}`, "", "acr.image.pushed.myreg.a"},
+		{"default", "/webhooks/acr", `{"id":"1","action":"chart_push","target":{"repository":"a"}}`, "Fallback", "acr.chart.pushed.fallback.a"},
+		{"none", "/webhooks/acr", `{"id":"1","action":"chart_delete","target":{"repository":"a"}}`, "", "acr.chart.deleted._.a"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(s *setup) { s.opts.DefaultRegistry = tc.defaultRegistry })
+			code, _, resp := e.post(tc.path, []byte(tc.body))
+			require.Equal(t, 200, code, resp)
+			msgs := e.stored()
+			require.Len(t, msgs, 1)
+			assert.Equal(t, tc.subject, msgs[0].Subject)
+		})
+	}
+}
+
+// Data as Azure really sends it: odd times, lower-case keys, null repositories, empty objects.
+func TestNormalisationOddities(t *testing.T) {
+	tests := []struct {
+		name, event string
+		check       func(t *testing.T, subject string, env bridge.Envelope)
+	}{
+		{
+			"offset and 9 digits",
+			`{"id":"1","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00.123456789+02:00",
+			  "data":{"timestamp":"2024-05-01T10:00:00.1234567-00:30","target":{"repository":"a","tag":"1"}}}`,
+			func(t *testing.T, _ string, env bridge.Envelope) {
+				assert.Equal(t, "2024-05-01T10:00:00.123456789Z", env.Time)
+				assert.Equal(t, "2024-05-01T10:30:00.1234567Z", env.Data.Timestamp)
+			},
+		},
+		{
+			"no zone",
+			`{"id":"1","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00.5",
+			  "data":{"timestamp":"yesterday","target":{"repository":"a"}}}`,
+			func(t *testing.T, _ string, env bridge.Envelope) {
+				assert.Equal(t, "2024-05-01T12:00:00.5Z", env.Time)
+				assert.Equal(t, "yesterday", env.Data.Timestamp, "kept verbatim when it does not parse")
+			},
+		},
+		{
+			"nothing parses",
+			`{"id":"1","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"019-03-12T22:42:08Z",
+			  "data":{"target":{"repository":"a"}}}`,
+			func(t *testing.T, _ string, env bridge.Envelope) {
+				ts, err := time.Parse(time.RFC3339Nano, env.Time)
+				require.NoError(t, err)
+				assert.WithinDuration(t, time.Now(), ts, time.Minute, "receive time")
+			},
+		},
+		{
+			"connected registry, lower-case key",
+			`{"id":"1","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00Z",
+			  "data":{"target":{"repository":"a"},"connectedregistry":{"name":"edge1"},"actor":{},"source":{},"request":{}}}`,
+			func(t *testing.T, _ string, env bridge.Envelope) {
+				require.NotNil(t, env.Data.ConnectedRegistry)
+				assert.Equal(t, "edge1", env.Data.ConnectedRegistry.Name)
+				assert.Nil(t, env.Data.Actor, "empty objects are omitted")
+				assert.Nil(t, env.Data.Request)
+				assert.Nil(t, env.Data.Source)
+			},
+		},
+		{
+			"connected registry from the topic",
+			`{"id":"1","topic":"` + acrTopic + `/connectedRegistries/Edge2","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00Z",
+			  "data":{"target":{"repository":"a"}}}`,
+			func(t *testing.T, subject string, env bridge.Envelope) {
+				assert.Equal(t, "acr.image.pushed.myregistry.a", subject)
+				require.NotNil(t, env.Data.ConnectedRegistry)
+				assert.Equal(t, "Edge2", env.Data.ConnectedRegistry.Name)
+			},
+		},
+		{
+			"null repository",
+			`{"id":"1","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ChartPushed","eventTime":"2024-05-01T12:00:00Z",
+			  "data":{"target":{"repository":null,"tag":null,"name":"mychart","version":"1.0.0","size":0}}}`,
+			func(t *testing.T, subject string, env bridge.Envelope) {
+				assert.Equal(t, "acr.chart.pushed.myregistry._", subject)
+				assert.Empty(t, env.Subject)
+				require.NotNil(t, env.Data.Target.Size, "a size of 0 is kept")
+				assert.Equal(t, int64(0), *env.Data.Target.Size)
+			},
+		},
+		{
+			"registry from request.host when the topic has none",
+			`{"id":"1","topic":"/subscriptions/s","eventType":"Microsoft.ContainerRegistry.ImageDeleted","eventTime":"2024-05-01T12:00:00Z",
+			  "data":{"target":{"repository":"Team/Web.API","digest":"sha256:1"},"request":{"host":"demo.azurecr.io"}}}`,
+			func(t *testing.T, subject string, env bridge.Envelope) {
+				assert.Equal(t, "acr.image.deleted.demo.Team.Web%2EAPI", subject)
+				assert.Equal(t, "Team/Web.API@sha256:1", env.Subject)
+				assert.Equal(t, "demo", env.Data.Registry)
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			code, _, resp := e.post("/eventgrid", []byte(tc.event))
+			require.Equal(t, 200, code, resp)
+			msgs := e.stored()
+			require.Len(t, msgs, 1)
+			env := envelopeOf(t, msgs[0].Data)
+			assert.NotContains(t, string(msgs[0].Data), "null")
+			assert.NotContains(t, string(msgs[0].Data), `""`)
+			tc.check(t, msgs[0].Subject, env)
+		})
+	}
+}
+
+func TestPassthrough(t *testing.T) {
+	blob := `{"id":"b1","topic":"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct",
+		"subject":"/blobServices/default/containers/c/blobs/x.txt","eventType":"Microsoft.Storage.BlobCreated",
+		"eventTime":"2024-05-01T12:00:00.1234567Z","data":{"api":"PutBlob","url":"https://acct.blob.core.windows.net/c/x.txt"},
+		"dataVersion":"1.0","metadataVersion":"1"}`
+	ce := `{"specversion":"1.0","id":"c1","source":"/x","type":"Microsoft.ContainerRegistry.SomethingNew","time":"2024-05-01T12:00:00Z",
+		"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","data":[1,2,3]}`
+
+	t.Run("Event Grid schema becomes a CloudEvent", func(t *testing.T) {
+		e := newEnv(t)
+		code, _, resp := e.post("/eventgrid", []byte(blob))
+		require.Equal(t, 200, code, resp)
+		msgs := e.stored()
+		require.Len(t, msgs, 1)
+		assert.Equal(t, "eventgrid.Microsoft.Storage.BlobCreated", msgs[0].Subject)
+		assert.Equal(t, "b1", msgs[0].Header.Get("Nats-Msg-Id"))
+		assert.JSONEq(t, `{"specversion":"1.0","id":"b1","source":"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct",
+			"subject":"/blobServices/default/containers/c/blobs/x.txt","type":"Microsoft.Storage.BlobCreated","time":"2024-05-01T12:00:00.1234567Z",
+			"datacontenttype":"application/json","dataversion":"1.0","data":{"api":"PutBlob","url":"https://acct.blob.core.windows.net/c/x.txt"}}`, string(msgs[0].Data))
+	})
+	t.Run("a CloudEvent is kept as sent, unknown ACR types too", func(t *testing.T) {
+		e := newEnv(t)
+		code, _, resp := e.post("/eventgrid", []byte(ce), "Content-Type", "application/cloudevents+json")
+		require.Equal(t, 200, code, resp)
+		msgs := e.stored()
+		require.Len(t, msgs, 1)
+		assert.Equal(t, "eventgrid.Microsoft.ContainerRegistry.SomethingNew", msgs[0].Subject)
+		assert.JSONEq(t, ce, string(msgs[0].Data))
+	})
+	t.Run("binary output mode", func(t *testing.T) {
+		e := newEnv(t, func(s *setup) { s.opts.Mode = bridge.ModeBinary })
+		code, _, resp := e.post("/eventgrid", []byte(ce))
+		require.Equal(t, 200, code, resp)
+		msgs := e.stored()
+		require.Len(t, msgs, 1)
+		h := msgs[0].Header
+		assert.Equal(t, "c1", h.Get("ce-id"))
+		assert.Equal(t, "Microsoft.ContainerRegistry.SomethingNew", h.Get("ce-type"))
+		assert.Equal(t, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", h.Get("ce-traceparent"))
+		assert.JSONEq(t, `[1,2,3]`, string(msgs[0].Data))
+	})
+	t.Run("off: 400 and nothing published", func(t *testing.T) {
+		e := newEnv(t, func(s *setup) { s.opts.Passthrough = false })
+		code, _, resp := e.post("/eventgrid", []byte("["+egPush("p1", "a", "1")+","+blob+"]"))
+		assert.Equal(t, 400, code)
+		assert.Contains(t, resp, "Microsoft.Storage.BlobCreated")
+		assert.Empty(t, e.stored())
+	})
+}
+
+func TestBinaryModeCloudEventIn(t *testing.T) {
+	e := newEnv(t)
+	data := `{"id":"d1","timestamp":"2024-05-01T10:00:00.1234567Z","action":"push","target":{"repository":"web","tag":"2","digest":"sha256:9"}}`
+	code, _, resp := e.post("/eventgrid", []byte(data),
+		"Content-Type", "application/json",
+		"ce-specversion", "1.0",
+		"ce-id", "bin-1",
+		"ce-source", acrTopic,
+		"ce-type", bridge.TypeImagePushed,
+		"ce-time", "2024-05-01T10:00:01.1234567Z",
+		"ce-subject", "web:2")
+	require.Equal(t, 200, code, resp)
+	msgs := e.stored()
+	require.Len(t, msgs, 1)
+	assert.Equal(t, "acr.image.pushed.myregistry.web", msgs[0].Subject)
+	env := envelopeOf(t, msgs[0].Data)
+	assert.Equal(t, "bin-1", env.ID)
+	assert.Equal(t, "2024-05-01T10:00:01.1234567Z", env.Time)
+	assert.Equal(t, "cloudevents", env.Data.Origin)
+
+	code, _, resp = e.post("/eventgrid", []byte(data), "ce-specversion", "1.0", "ce-id", "x")
+	assert.Equal(t, 400, code, "binary mode without source and type")
+	assert.Contains(t, resp, "binary-mode CloudEvent")
+}
+
+func TestBinaryModeOut(t *testing.T) {
+	e := newEnv(t, func(s *setup) { s.opts.Mode = bridge.ModeBinary })
+	code, _, resp := e.post("/eventgrid", []byte(egPush("b-1", "web", "3")))
+	require.Equal(t, 200, code, resp)
+	msgs := e.stored()
+	require.Len(t, msgs, 1)
+	h := msgs[0].Header
+	assert.Equal(t, "1.0", h.Get("ce-specversion"))
+	assert.Equal(t, "b-1", h.Get("ce-id"))
+	assert.Equal(t, "b-1", h.Get("Nats-Msg-Id"))
+	assert.Equal(t, bridge.TypeImagePushed, h.Get("ce-type"))
+	assert.Equal(t, "web:3", h.Get("ce-subject"))
+	assert.Equal(t, "2024-05-01T10:00:00.1234567Z", h.Get("ce-time"))
+	assert.Equal(t, "application/json", h.Get("Content-Type"))
+	var data bridge.EventData
+	require.NoError(t, json.Unmarshal(msgs[0].Data, &data))
+	assert.Equal(t, "myregistry", data.Registry)
+
+	env, err := bridge.DecodeMessage(&nats.Msg{Subject: msgs[0].Subject, Header: msgs[0].Header, Data: msgs[0].Data})
+	require.NoError(t, err)
+	assert.Equal(t, "b-1", env.ID)
+	assert.Equal(t, "web", env.Data.Target.Repository)
+}
+
+func TestCoreMode(t *testing.T) {
+	e := newEnv(t, func(s *setup) { s.core = true; s.noStream = true })
+	sub, err := e.nc.SubscribeSync("acr.>")
+	require.NoError(t, err)
+	require.NoError(t, e.nc.Flush())
+
+	code, _, resp := e.post("/eventgrid", []byte(egPush("core-1", "web", "1")))
+	require.Equal(t, 200, code, resp)
+	m, err := sub.NextMsg(2 * time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "acr.image.pushed.myregistry.web", m.Subject)
+	assert.Equal(t, "core-1", envelopeOf(t, m.Data).ID)
+	assert.Empty(t, e.stored(), "core mode creates no stream")
+}
+
+func TestStreamMissing(t *testing.T) {
+	t.Run("create off: 503 until it exists", func(t *testing.T) {
+		e := newEnv(t, func(s *setup) { s.stream.Create = false; s.noStream = true })
+		code, h, resp := e.post("/eventgrid", []byte(egPush("m-1", "web", "1")))
+		assert.Equal(t, 503, code, resp)
+		assert.Equal(t, "5", h.Get("Retry-After"))
+		code, _, _ = e.do("GET", "/readyz", nil)
+		assert.Equal(t, 503, code)
+	})
+	t.Run("deleted while running: re-created", func(t *testing.T) {
+		e := newEnv(t)
+		code, _, resp := e.post("/eventgrid", []byte(egPush("d-1", "web", "1")))
+		require.Equal(t, 200, code, resp)
+		require.NoError(t, e.js.DeleteStream(context.Background(), streamName))
+
+		code, _, resp = e.post("/eventgrid", []byte(egPush("d-2", "web", "2")))
+		require.Equal(t, 200, code, resp)
+		msgs := e.stored()
+		require.Len(t, msgs, 1)
+		assert.Equal(t, "d-2", msgs[0].Header.Get("Nats-Msg-Id"))
+		info, err := e.js.Stream(context.Background(), streamName)
+		require.NoError(t, err)
+		assert.Equal(t, 10*time.Minute, info.CachedInfo().Config.Duplicates)
+	})
+}
+
+func TestNATSDownIs503(t *testing.T) {
+	e := newEnv(t)
+	code, _, _ := e.do("GET", "/readyz", nil)
+	require.Equal(t, 200, code)
+	e.ns.Shutdown()
+	e.ns.WaitForShutdown()
+	require.Eventually(t, func() bool { return !e.nc.IsConnected() }, 5*time.Second, 10*time.Millisecond)
+
+	code, h, resp := e.post("/eventgrid", []byte(egPush("down-1", "web", "1")))
+	assert.Equal(t, 503, code)
+	assert.Equal(t, "5", h.Get("Retry-After"))
+	assert.Equal(t, "temporarily unavailable, retry later\n", resp)
+	code, _, _ = e.do("GET", "/readyz", nil)
+	assert.Equal(t, 503, code)
+	code, _, _ = e.do("GET", "/healthz", nil)
+	assert.Equal(t, 200, code, "liveness does not depend on NATS")
+}
+
+func TestLimits(t *testing.T) {
+	t.Run("body too large", func(t *testing.T) {
+		e := newEnv(t, func(s *setup) { s.opts.MaxBodyBytes = 1000 })
+		code, _, resp := e.post("/eventgrid", []byte("["+strings.Repeat(egPush("x", "a", "1")+",", 5)+egPush("y", "a", "1")+"]"))
+		assert.Equal(t, 413, code)
+		assert.Contains(t, resp, "BRIDGE_MAX_BODY_BYTES")
+		assert.Empty(t, e.stored())
+	})
+	t.Run("too many events", func(t *testing.T) {
+		e := newEnv(t, func(s *setup) { s.opts.MaxEvents = 3 })
+		events := []string{egPush("1", "a", "1"), egPush("2", "a", "1"), egPush("3", "a", "1"), egPush("4", "a", "1")}
+		code, _, resp := e.post("/eventgrid", []byte("["+strings.Join(events, ",")+"]"))
+		assert.Equal(t, 413, code)
+		assert.Contains(t, resp, "BRIDGE_MAX_EVENTS")
+		assert.Empty(t, e.stored())
+	})
+	t.Run("message over max_payload", func(t *testing.T) {
+		e := newEnv(t)
+		big := strings.Repeat("a", int(e.nc.MaxPayload()))
+		ev := `{"id":"big","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00Z",
+			"data":{"target":{"repository":"a","url":"` + big + `"}}}`
+		code, _, resp := e.post("/eventgrid", []byte("["+egPush("small", "a", "1")+","+ev+"]"))
+		assert.Equal(t, 413, code)
+		assert.Contains(t, resp, "max_payload")
+		assert.Empty(t, e.stored(), "nothing of the batch is stored")
+	})
+	t.Run("wrong method", func(t *testing.T) {
+		e := newEnv(t)
+		code, h, _ := e.do("GET", "/eventgrid", nil)
+		assert.Equal(t, 405, code)
+		assert.Contains(t, h.Get("Allow"), "POST")
+		code, h, _ = e.do("PUT", "/webhooks/acr/x", nil)
+		assert.Equal(t, 405, code)
+		assert.Contains(t, h.Get("Allow"), "POST")
+	})
+}
+
+func TestHostileRepositoryNames(t *testing.T) {
+	e := newEnv(t)
+	names := []string{"a.b", "*", ">", "x y", "$SYS", "../etc", "ünï/cödé", strings.Repeat("r", 300)}
+	for i, n := range names {
+		body, err := json.Marshal(map[string]any{"id": fmt.Sprint("h", i), "action": "push", "target": map[string]any{"repository": n, "tag": "1"}})
+		require.NoError(t, err)
+		code, _, resp := e.post("/webhooks/acr/reg", body)
+		require.Equal(t, 200, code, resp)
+	}
+	msgs := e.stored()
+	require.Len(t, msgs, len(names))
+	subjects := bridge.Subjects{Prefix: "acr"}
+	for i, m := range msgs {
+		assert.NotContains(t, m.Subject, "*")
+		assert.NotContains(t, m.Subject, ">")
+		assert.NotContains(t, m.Subject, " ")
+		assert.NotContains(t, m.Subject, "..")
+		parts, err := subjects.ParseSubject(m.Subject)
+		require.NoError(t, err)
+		assert.Equal(t, names[i], parts.Repository)
+		assert.Equal(t, "reg", parts.Registry)
+	}
+
+	// A repository name too long for any NATS subject is dead-lettered, not sent to NATS.
+	body, err := json.Marshal(map[string]any{"id": "long", "action": "push", "target": map[string]any{"repository": strings.Repeat(".", 1000)}})
+	require.NoError(t, err)
+	code, _, resp := e.post("/webhooks/acr/reg", body)
+	require.Equal(t, 200, code, resp)
+	msgs = e.stored()
+	require.Len(t, msgs, len(names)+1)
+	assert.Equal(t, "acr.deadletter", msgs[len(names)].Subject)
+	assert.Contains(t, msgs[len(names)].Header.Get("Bridge-Error"), "subject too long")
+	assert.True(t, e.nc.IsConnected())
+}

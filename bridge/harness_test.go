@@ -1,0 +1,183 @@
+package bridge_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/bridge"
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+)
+
+const streamName = "ACR_EVENTS"
+
+// setup is what a test may change before its bridge starts.
+type setup struct {
+	opts   bridge.Options
+	stream bridge.StreamConfig
+	core   bool
+	// noStream skips creating the stream before the bridge starts.
+	noStream bool
+}
+
+// testEnv is a bridge behind a real HTTP server, publishing to a real in-process nats-server.
+type testEnv struct {
+	t    *testing.T
+	ns   *server.Server
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	url  string
+	logs *syncBuffer
+}
+
+func defaultSetup() setup {
+	return setup{
+		opts: bridge.Options{
+			Subjects:       bridge.Subjects{Prefix: "acr", Passthrough: "eventgrid"},
+			Mode:           bridge.ModeStructured,
+			AllowedOrigins: cloudevents.Origins{"eventgrid.azure.net"},
+			Passthrough:    true,
+			MaxBodyBytes:   4 << 20,
+			MaxEvents:      5000,
+			MaxInflight:    64,
+			RetryAfter:     5 * time.Second,
+		},
+		stream: bridge.StreamConfig{
+			Name:       streamName,
+			Subjects:   []string{"acr.>", "eventgrid.>"},
+			Create:     true,
+			Duplicates: 10 * time.Minute,
+			MaxAge:     time.Hour,
+			Replicas:   1,
+			Storage:    jetstream.FileStorage,
+		},
+	}
+}
+
+func startNATS(t *testing.T) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{
+		Host:      "127.0.0.1",
+		Port:      server.RANDOM_PORT,
+		JetStream: true,
+		StoreDir:  t.TempDir(),
+		NoLog:     true,
+		NoSigs:    true,
+	})
+	require.NoError(t, err)
+	go ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second), "nats-server did not start")
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return ns
+}
+
+func newEnv(t *testing.T, mods ...func(*setup)) *testEnv {
+	t.Helper()
+	s := defaultSetup()
+	for _, m := range mods {
+		m(&s)
+	}
+	ns := startNATS(t)
+	nc, err := nats.Connect(ns.ClientURL(), nats.ReconnectBufSize(-1))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var srv *bridge.Server
+	if s.core {
+		srv = bridge.NewServer(s.opts, bridge.NewCore(nc, 5*time.Second), log)
+	} else {
+		pub, err := bridge.NewJetStream(nc, s.stream, 5*time.Second, 10000, log)
+		require.NoError(t, err)
+		if !s.noStream {
+			require.NoError(t, pub.EnsureStream(context.Background()))
+		}
+		srv = bridge.NewServer(s.opts, pub, log)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return &testEnv{t: t, ns: ns, nc: nc, js: js, url: hs.URL, logs: logs}
+}
+
+// post sends body to path with the given headers (name, value pairs) and returns status, headers, body.
+func (e *testEnv) post(path string, body []byte, headers ...string) (int, http.Header, string) {
+	e.t.Helper()
+	return e.do(http.MethodPost, path, body, headers...)
+}
+
+func (e *testEnv) do(method, path string, body []byte, headers ...string) (int, http.Header, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url+path, bytes.NewReader(body))
+	require.NoError(e.t, err)
+	if len(headers)%2 != 0 {
+		e.t.Fatalf("headers come in pairs: %q", headers)
+	}
+	for i := 0; i < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// stored returns every message in the stream, in order; none if the stream does not exist.
+func (e *testEnv) stored() []*jetstream.RawStreamMsg {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	str, err := e.js.Stream(ctx, streamName)
+	if err != nil {
+		require.ErrorIs(e.t, err, jetstream.ErrStreamNotFound)
+		return nil
+	}
+	info, err := str.Info(ctx)
+	require.NoError(e.t, err)
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := str.GetMsg(ctx, seq)
+		require.NoError(e.t, err)
+		out = append(out, m)
+	}
+	return out
+}
+
+// syncBuffer is a log sink that tests can read while the bridge writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Contains(sub string) bool { return strings.Contains(s.String(), sub) }

@@ -1,0 +1,113 @@
+package bridge
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// record is what one request did; the handlers fill it and logRequests writes it as one log record.
+type record struct {
+	ids           []string
+	events        int
+	duplicates    int
+	deadLettered  int
+	passedThrough int
+	subject       string
+	stream        string
+	seq           uint64
+	err           error
+}
+
+type recordKey struct{}
+
+// recordOf returns the request's record; a request that did not pass through logRequests gets a
+// throwaway one, so handlers never check.
+func recordOf(ctx context.Context) *record {
+	if r, ok := ctx.Value(recordKey{}).(*record); ok {
+		return r
+	}
+	return &record{}
+}
+
+// addID keeps the first few event ids of a request for its log record.
+func (r *record) addID(id string) {
+	if len(r.ids) < 5 {
+		r.ids = append(r.ids, id)
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// logRequests writes one record per request: status, ids, subject, stream sequence, duplicates,
+// duration. Probes are logged at debug so that they do not drown the deliveries.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &record{}
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
+		code := sw.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		level := slog.LevelInfo
+		switch {
+		case code >= 500 && code != http.StatusServiceUnavailable:
+			level = slog.LevelError
+		case code >= 400:
+			level = slog.LevelWarn
+		case r.Method == http.MethodGet:
+			level = slog.LevelDebug
+		}
+		if !s.log.Enabled(r.Context(), level) {
+			return
+		}
+		attrs := []slog.Attr{
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", code),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		}
+		if len(rec.ids) > 0 {
+			attrs = append(attrs, slog.String("event_ids", strings.Join(rec.ids, ",")), slog.Int("messages", rec.events))
+		}
+		if rec.subject != "" {
+			attrs = append(attrs, slog.String("subject", rec.subject))
+		}
+		if rec.stream != "" {
+			attrs = append(attrs, slog.String("stream", rec.stream), slog.Uint64("seq", rec.seq), slog.Int("duplicates", rec.duplicates))
+		}
+		if rec.deadLettered > 0 {
+			attrs = append(attrs, slog.Int("dead_lettered", rec.deadLettered))
+		}
+		if rec.passedThrough > 0 {
+			attrs = append(attrs, slog.Int("passed_through", rec.passedThrough))
+		}
+		if rec.err != nil {
+			attrs = append(attrs, slog.String("error", rec.err.Error()))
+		}
+		s.log.LogAttrs(r.Context(), level, "request", attrs...)
+	})
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

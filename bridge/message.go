@@ -1,0 +1,153 @@
+package bridge
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Mode is how a CloudEvent is laid out in a NATS message (CloudEvents NATS protocol binding, section 3).
+type Mode string
+
+// The two content modes.
+const (
+	// ModeStructured puts the whole event, as JSON, in the body (Content-Type application/cloudevents+json).
+	ModeStructured Mode = "structured"
+	// ModeBinary puts the attributes in ce-* headers and the data in the body.
+	ModeBinary Mode = "binary"
+)
+
+// Header names the bridge sets beyond the CloudEvents ones.
+const (
+	// HeaderError carries the reason a dead-lettered event could not be normalised.
+	HeaderError = "Bridge-Error"
+	// HeaderOrigin carries the wire format a dead-lettered event arrived in.
+	HeaderOrigin = "Bridge-Origin"
+	contentType  = "Content-Type"
+	ceJSON       = "application/cloudevents+json"
+)
+
+// envelopeMsg builds the NATS message of an envelope. Nats-Msg-Id is the event id, so that JetStream
+// stores an Event Grid redelivery once.
+func envelopeMsg(subject string, env *Envelope, mode Mode) (*nats.Msg, error) {
+	msg := nats.NewMsg(subject)
+	msg.Header.Set(jetstream.MsgIDHeader, env.ID)
+	var err error
+	if mode == ModeBinary {
+		msg.Data, err = marshal(env.Data)
+		h := msg.Header
+		h.Set("ce-specversion", env.SpecVersion)
+		h.Set("ce-id", env.ID)
+		h.Set("ce-source", env.Source)
+		h.Set("ce-type", env.Type)
+		if env.Subject != "" {
+			h.Set("ce-subject", env.Subject)
+		}
+		h.Set("ce-time", env.Time)
+		h.Set(contentType, env.DataContentType)
+	} else {
+		msg.Data, err = marshal(env)
+		msg.Header.Set(contentType, ceJSON)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encode envelope %s: %w", env.ID, err)
+	}
+	return msg, nil
+}
+
+// passthroughMsg builds the NATS message of an event passed through unchanged. A structured CloudEvent
+// that is to stay structured keeps its bytes as received.
+func passthroughMsg(subject string, ce *event.Event, id string, raw []byte, mode Mode) (*nats.Msg, error) {
+	msg := nats.NewMsg(subject)
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	if mode == ModeBinary {
+		h := msg.Header
+		h.Set("ce-specversion", ce.SpecVersion())
+		h.Set("ce-id", ce.ID())
+		h.Set("ce-source", ce.Source())
+		h.Set("ce-type", ce.Type())
+		for name, v := range map[string]string{"subject": ce.Subject(), "dataschema": ce.DataSchema()} {
+			if v != "" {
+				h.Set("ce-"+name, v)
+			}
+		}
+		if !ce.Time().IsZero() {
+			h.Set("ce-time", types.FormatTime(ce.Time()))
+		}
+		for name, v := range ce.Extensions() {
+			s, err := types.Format(v)
+			if err != nil {
+				return nil, fmt.Errorf("encode extension %s of %s: %w", name, ce.ID(), err)
+			}
+			h.Set("ce-"+name, s)
+		}
+		if ct := ce.DataContentType(); ct != "" {
+			h.Set(contentType, ct)
+		}
+		msg.Data = ce.Data()
+		return msg, nil
+	}
+	msg.Header.Set(contentType, ceJSON)
+	if raw != nil {
+		msg.Data = raw
+		return msg, nil
+	}
+	var err error
+	if msg.Data, err = json.Marshal(ce); err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", ce.ID(), err)
+	}
+	return msg, nil
+}
+
+// deadLetterMsg builds the message of an event that could not be normalised: its bytes as received, the
+// reason in Bridge-Error, and its own id (or a hash of its bytes) as Nats-Msg-Id. The headers of a
+// binary-mode CloudEvent, which hold its attributes, go along.
+func deadLetterMsg(subject, id string, raw []byte, reason string, origin string, ceHeaders map[string][]string) *nats.Msg {
+	msg := nats.NewMsg(subject)
+	if id == "" {
+		id = HashID(raw)
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	msg.Header.Set(HeaderError, strings.Join(strings.Fields(reason), " "))
+	if origin != "" {
+		msg.Header.Set(HeaderOrigin, origin)
+	}
+	msg.Header.Set(contentType, "application/json")
+	for k, v := range ceHeaders {
+		msg.Header[k] = v
+	}
+	msg.Data = raw
+	return msg
+}
+
+// marshal is json.Marshal without HTML escaping: registry payloads are not HTML, and consumers that grep
+// for "<" or "&" should find them.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// msgSize is the number of bytes a message takes against the server's max_payload: headers and body.
+func msgSize(m *nats.Msg) int {
+	n := len(m.Data)
+	if len(m.Header) > 0 {
+		n += len("NATS/1.0\r\n\r\n")
+		for k, vs := range m.Header {
+			for _, v := range vs {
+				n += len(k) + len(": ") + len(v) + len("\r\n")
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,209 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrUnavailable is wrapped by every publishing error that may pass: NATS unreachable, a publish timed
+// out, the stream missing, JetStream refusing a message, the bridge over its in-flight limit. The sender
+// gets a 503 and Event Grid retries.
+var ErrUnavailable = errors.New("temporarily unavailable")
+
+// ErrTooLarge is wrapped by errors for input over a configured or NATS limit (413: Event Grid does not
+// retry it, and retrying could not help).
+var ErrTooLarge = errors.New("too large")
+
+// Ack is what JetStream answered for one stored message.
+type Ack struct {
+	Stream    string
+	Sequence  uint64
+	Duplicate bool
+}
+
+// StreamConfig is the stream the bridge publishes into and, when Create is set, creates.
+type StreamConfig struct {
+	Name       string
+	Subjects   []string
+	Create     bool
+	Duplicates time.Duration
+	MaxAge     time.Duration
+	Replicas   int
+	Storage    jetstream.StorageType
+}
+
+// JetStream publishes to a JetStream stream and waits for every PubAck.
+type JetStream struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	stream  StreamConfig
+	timeout time.Duration
+	log     *slog.Logger
+
+	createMu sync.Mutex
+}
+
+// NewJetStream returns a publisher on nc. timeout bounds each request's wait for its acks; keep it well
+// under Event Grid's 30 s delivery timeout so that the bridge answers 503 before Event Grid gives up.
+func NewJetStream(nc *nats.Conn, stream StreamConfig, timeout time.Duration, maxPending int, log *slog.Logger) (*JetStream, error) {
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(maxPending),
+		jetstream.WithPublishAsyncTimeout(timeout),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &JetStream{nc: nc, js: js, stream: stream, timeout: timeout, log: log}, nil
+}
+
+// EnsureStream checks that the stream exists and, when allowed, creates it. An existing stream is left
+// as its operator configured it.
+func (p *JetStream) EnsureStream(ctx context.Context) error {
+	p.createMu.Lock()
+	defer p.createMu.Unlock()
+	_, err := p.js.Stream(ctx, p.stream.Name)
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("%w: look up stream %s: %v", ErrUnavailable, p.stream.Name, err)
+	case !p.stream.Create:
+		return fmt.Errorf("%w: stream %s does not exist and BRIDGE_STREAM_CREATE is false", ErrUnavailable, p.stream.Name)
+	}
+	_, err = p.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:        p.stream.Name,
+		Description: "Azure Container Registry and Event Grid events",
+		Subjects:    p.stream.Subjects,
+		Storage:     p.stream.Storage,
+		Replicas:    p.stream.Replicas,
+		MaxAge:      p.stream.MaxAge,
+		Duplicates:  p.stream.Duplicates,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("%w: create stream %s: %v", ErrUnavailable, p.stream.Name, err)
+	}
+	p.log.Info("stream created", "stream", p.stream.Name, "subjects", p.stream.Subjects,
+		"duplicate_window", p.stream.Duplicates.String(), "max_age", p.stream.MaxAge.String(), "replicas", p.stream.Replicas)
+	return nil
+}
+
+// Ready reports whether NATS is connected and the stream answers.
+func (p *JetStream) Ready(ctx context.Context) error {
+	if s := p.nc.Status(); s != nats.CONNECTED {
+		return fmt.Errorf("%w: NATS %s", ErrUnavailable, s)
+	}
+	_, err := p.js.Stream(ctx, p.stream.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) && p.stream.Create {
+		err = p.EnsureStream(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: stream %s: %v", ErrUnavailable, p.stream.Name, err)
+	}
+	return nil
+}
+
+// Publish stores every message and returns their acks in order, or an error if any one is not stored:
+// the request is all-or-nothing towards the sender, and Nats-Msg-Id de-duplication makes the retry of a
+// partly stored batch safe. A stream deleted under a running bridge is re-created, when allowed, and the
+// request published again.
+func (p *JetStream) Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) {
+	if err := checkPublishable(p.nc, msgs); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	acks, err := p.publish(ctx, msgs)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) && p.stream.Create {
+		p.log.Warn("no stream answered; ensuring it exists", "stream", p.stream.Name)
+		if err := p.EnsureStream(ctx); err != nil {
+			return nil, err
+		}
+		acks, err = p.publish(ctx, msgs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return acks, nil
+}
+
+func (p *JetStream) publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) {
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		f, err := p.js.PublishMsgAsync(m)
+		if err != nil {
+			return nil, fmt.Errorf("publish %s: %w", m.Subject, err)
+		}
+		futures[i] = f
+	}
+	acks := make([]Ack, len(msgs))
+	for i, f := range futures {
+		select {
+		case a := <-f.Ok():
+			acks[i] = Ack{Stream: a.Stream, Sequence: a.Sequence, Duplicate: a.Duplicate}
+		case err := <-f.Err():
+			return nil, fmt.Errorf("publish %s: %w", msgs[i].Subject, err)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("publish %s: waiting for ack: %w", msgs[i].Subject, ctx.Err())
+		}
+	}
+	return acks, nil
+}
+
+// Core publishes with core NATS: no stream, no ack, for users who want live fan-out only. A request is
+// answered once the server has received its messages (a flush round trip).
+type Core struct {
+	nc      *nats.Conn
+	timeout time.Duration
+}
+
+// NewCore returns a core NATS publisher on nc.
+func NewCore(nc *nats.Conn, timeout time.Duration) *Core { return &Core{nc: nc, timeout: timeout} }
+
+// Publish sends every message and flushes.
+func (c *Core) Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) {
+	if err := checkPublishable(c.nc, msgs); err != nil {
+		return nil, err
+	}
+	for _, m := range msgs {
+		if err := c.nc.PublishMsg(m); err != nil {
+			return nil, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, m.Subject, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if err := c.nc.FlushWithContext(ctx); err != nil {
+		return nil, fmt.Errorf("%w: flush: %v", ErrUnavailable, err)
+	}
+	return nil, nil
+}
+
+// Ready reports whether NATS is connected.
+func (c *Core) Ready(context.Context) error {
+	if s := c.nc.Status(); s != nats.CONNECTED {
+		return fmt.Errorf("%w: NATS %s", ErrUnavailable, s)
+	}
+	return nil
+}
+
+// checkPublishable fails fast, before anything is sent, when NATS is not connected (so that the sender
+// gets its 503 now rather than after the publish timeout) or when a message is over the server's
+// max_payload (which no retry can fix).
+func checkPublishable(nc *nats.Conn, msgs []*nats.Msg) error {
+	if s := nc.Status(); s != nats.CONNECTED {
+		return fmt.Errorf("%w: NATS %s", ErrUnavailable, s)
+	}
+	max := nc.MaxPayload()
+	for _, m := range msgs {
+		if n := msgSize(m); int64(n) > max {
+			return fmt.Errorf("%w: message for %s is %d bytes, over the NATS server's max_payload of %d", ErrTooLarge, m.Subject, n, max)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,45 @@
+package bridge
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+)
+
+// ErrUnauthorized is wrapped by every authentication failure; it is always 401, never 403.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// StatusOf is the one place where an error becomes an HTTP status. Event Grid dead-letters 400, 401, 403
+// and 413 without retrying and retries everything else, so a fault that may pass is never a 4xx.
+func StatusOf(err error) int {
+	switch {
+	case errors.Is(err, cloudevents.ErrMalformed):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// error answers a failed request. 4xx bodies say what was wrong in one line; a 503 says to retry and
+// carries Retry-After; a 500 says "internal error" and only the log has the details.
+func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
+	code := StatusOf(err)
+	recordOf(r.Context()).err = err
+	var body string
+	switch {
+	case code == http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", s.retryAfter())
+		body = "temporarily unavailable, retry later"
+	case code >= 500:
+		body = "internal error"
+	default:
+		body = oneLine(err.Error())
+	}
+	writeBody(w, code, "text/plain; charset=utf-8", []byte(body+"\n"))
+}

@@ -1,0 +1,239 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// emptyToken stands for a missing or empty registry, repository or path component. No valid OCI name is
+// "_", and a component that really is "_" is escaped as %5F, so the token is never ambiguous.
+const emptyToken = "_"
+
+// maxSubjectLen bounds the subjects the bridge builds. NATS refuses a protocol line longer than its
+// max_control_line (4 KiB by default) by closing the connection, so a hostile repository name must never
+// get that far; ACR repository names are far shorter.
+const maxSubjectLen = 2048
+
+// ErrSubjectTooLong is returned for a subject over maxSubjectLen bytes.
+var ErrSubjectTooLong = errors.New("subject too long")
+
+// Subjects names the NATS subjects the bridge publishes to:
+//
+//	{prefix}.{artifact}.{verb}.{registry}.{repository tokens}   ACR events
+//	{prefix}.ping.{registry}                                     webhook pings and unknown actions
+//	{prefix}.deadletter                                          events that cannot be normalised
+//	{passthrough}.{type tokens}                                  every other event type
+type Subjects struct {
+	Prefix      string
+	Passthrough string
+}
+
+var verbs = map[string]string{
+	TypeImagePushed:      "image.pushed",
+	TypeImageDeleted:     "image.deleted",
+	TypeImageQuarantined: "image.quarantined",
+	TypeChartPushed:      "chart.pushed",
+	TypeChartDeleted:     "chart.deleted",
+}
+
+// For returns the subject of an envelope.
+func (s Subjects) For(env *Envelope) (string, error) {
+	var b strings.Builder
+	b.WriteString(s.Prefix)
+	registry := env.Data.Registry
+	if registry == emptyToken {
+		// The registry of an event that names none; registry names are alphanumeric, never "_".
+		registry = ""
+	}
+	if env.Type == TypePing {
+		b.WriteString(".ping.")
+		b.WriteString(EncodeToken(registry))
+		return checkLen(b.String())
+	}
+	verb, ok := verbs[env.Type]
+	if !ok {
+		return "", fmt.Errorf("no subject for event type %q", env.Type)
+	}
+	b.WriteByte('.')
+	b.WriteString(verb)
+	b.WriteByte('.')
+	b.WriteString(EncodeToken(registry))
+	b.WriteByte('.')
+	var repo string
+	if env.Data.Target != nil {
+		repo = env.Data.Target.Repository
+	}
+	b.WriteString(EncodeRepository(repo))
+	return checkLen(b.String())
+}
+
+// DeadLetter returns the dead-letter subject.
+func (s Subjects) DeadLetter() string { return s.Prefix + ".deadletter" }
+
+// ForPassthrough returns the subject of an event that is not an ACR event: the passthrough prefix and
+// the event type split on "." (eventgrid.Microsoft.Storage.BlobCreated), each part escaped like a
+// repository component.
+func (s Subjects) ForPassthrough(eventType string) (string, error) {
+	parts := strings.Split(eventType, ".")
+	for i, p := range parts {
+		parts[i] = EncodeToken(p)
+	}
+	return checkLen(s.Passthrough + "." + strings.Join(parts, "."))
+}
+
+func checkLen(subject string) (string, error) {
+	if len(subject) > maxSubjectLen {
+		return "", fmt.Errorf("%w: %d bytes, limit %d", ErrSubjectTooLong, len(subject), maxSubjectLen)
+	}
+	return subject, nil
+}
+
+// EncodeRepository turns a repository name into subject tokens, one per path component:
+// team/web.api -> team.web%2Eapi. An empty name is "_".
+func EncodeRepository(repo string) string {
+	if repo == "" {
+		return emptyToken
+	}
+	parts := strings.Split(repo, "/")
+	for i, p := range parts {
+		parts[i] = EncodeToken(p)
+	}
+	return strings.Join(parts, ".")
+}
+
+// DecodeRepository reverses EncodeRepository.
+func DecodeRepository(tokens string) (string, error) {
+	if tokens == emptyToken {
+		return "", nil
+	}
+	parts := strings.Split(tokens, ".")
+	for i, p := range parts {
+		d, err := DecodeToken(p)
+		if err != nil {
+			return "", err
+		}
+		parts[i] = d
+	}
+	return strings.Join(parts, "/"), nil
+}
+
+const upperHex = "0123456789ABCDEF"
+
+// EncodeToken makes s one literal subject token: every byte outside [A-Za-z0-9_-] is written %XX in
+// upper-case hex, so ".", "*", ">", "$", white space and control bytes never reach a subject; an empty
+// string is "_", and the string "_" itself is "%5F".
+func EncodeToken(s string) string {
+	if s == "" {
+		return emptyToken
+	}
+	if s == emptyToken {
+		return "%5F"
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if !tokenSafe(s[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s)+2*n)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if tokenSafe(c) {
+			b = append(b, c)
+			continue
+		}
+		b = append(b, '%', upperHex[c>>4], upperHex[c&0xF])
+	}
+	return string(b)
+}
+
+// ErrBadToken is returned by DecodeToken for a token EncodeToken cannot have produced.
+var ErrBadToken = errors.New("not an encoded subject token")
+
+// DecodeToken reverses EncodeToken: "_" is the empty string and %XX a byte.
+func DecodeToken(tok string) (string, error) {
+	if tok == emptyToken {
+		return "", nil
+	}
+	if tok == "" {
+		return "", fmt.Errorf("%w: empty", ErrBadToken)
+	}
+	if !strings.Contains(tok, "%") {
+		for i := 0; i < len(tok); i++ {
+			if !tokenSafe(tok[i]) {
+				return "", fmt.Errorf("%w: %q has byte %q", ErrBadToken, tok, tok[i])
+			}
+		}
+		return tok, nil
+	}
+	b := make([]byte, 0, len(tok))
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(tok) || unhex(tok[i+1]) < 0 || unhex(tok[i+2]) < 0 {
+				return "", fmt.Errorf("%w: %q has a bad escape", ErrBadToken, tok)
+			}
+			b = append(b, byte(unhex(tok[i+1])<<4|unhex(tok[i+2])))
+			i += 2
+		case tokenSafe(c):
+			b = append(b, c)
+		default:
+			return "", fmt.Errorf("%w: %q has byte %q", ErrBadToken, tok, c)
+		}
+	}
+	return string(b), nil
+}
+
+// SubjectParts are the parts of an ACR event subject, decoded.
+type SubjectParts struct {
+	Artifact   string // image, chart; empty for ping and dead letter
+	Verb       string // pushed, deleted, quarantined; "ping" or "deadletter" for those
+	Registry   string
+	Repository string
+}
+
+// ParseSubject splits an ACR event subject made by Subjects.For back into its parts.
+func (s Subjects) ParseSubject(subject string) (SubjectParts, error) {
+	rest, ok := strings.CutPrefix(subject, s.Prefix+".")
+	if !ok {
+		return SubjectParts{}, fmt.Errorf("subject %q is not under %q", subject, s.Prefix)
+	}
+	toks := strings.SplitN(rest, ".", 4)
+	switch {
+	case rest == "deadletter":
+		return SubjectParts{Verb: "deadletter"}, nil
+	case len(toks) == 2 && toks[0] == "ping":
+		reg, err := DecodeToken(toks[1])
+		return SubjectParts{Verb: "ping", Registry: reg}, err
+	case len(toks) == 4:
+		reg, err := DecodeToken(toks[2])
+		if err != nil {
+			return SubjectParts{}, err
+		}
+		repo, err := DecodeRepository(toks[3])
+		if err != nil {
+			return SubjectParts{}, err
+		}
+		return SubjectParts{Artifact: toks[0], Verb: toks[1], Registry: reg, Repository: repo}, nil
+	}
+	return SubjectParts{}, fmt.Errorf("subject %q is not an ACR event subject", subject)
+}
+
+func tokenSafe(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}

@@ -562,3 +562,27 @@ func TestHostileRepositoryNames(t *testing.T) {
 	assert.Contains(t, msgs[len(names)].Header.Get("Bridge-Error"), "subject too long")
 	assert.True(t, e.nc.IsConnected())
 }
+
+func TestBinaryModePassthroughAndDeadLetter(t *testing.T) {
+	e := newEnv(t)
+	code, _, resp := e.post("/eventgrid", []byte(`{"api":"PutBlob"}`),
+		"Content-Type", "application/json", "ce-specversion", "1.0", "ce-id", "blob-1",
+		"ce-source", "/storage", "ce-type", "Microsoft.Storage.BlobCreated", "ce-time", "2024-05-01T12:00:00Z")
+	require.Equal(t, 200, code, resp)
+	code, _, resp = e.post("/eventgrid", []byte(`"not an object"`),
+		"Content-Type", "application/json", "ce-specversion", "1.0", "ce-id", "bad-1",
+		"ce-source", acrTopic, "ce-type", bridge.TypeImagePushed)
+	require.Equal(t, 200, code, resp)
+
+	msgs := e.stored()
+	require.Len(t, msgs, 2)
+	assert.Equal(t, "eventgrid.Microsoft.Storage.BlobCreated", msgs[0].Subject)
+	assert.JSONEq(t, `{"specversion":"1.0","id":"blob-1","source":"/storage","type":"Microsoft.Storage.BlobCreated",
+		"time":"2024-05-01T12:00:00Z","datacontenttype":"application/json","data":{"api":"PutBlob"}}`, string(msgs[0].Data))
+
+	assert.Equal(t, "acr.deadletter", msgs[1].Subject)
+	assert.Equal(t, "bad-1", msgs[1].Header.Get("Nats-Msg-Id"))
+	assert.Equal(t, "bad-1", msgs[1].Header.Get("Ce-Id"), "a binary-mode event keeps its attributes")
+	assert.Equal(t, `"not an object"`, string(msgs[1].Data))
+	assert.Contains(t, msgs[1].Header.Get("Bridge-Error"), "not a JSON object")
+}

@@ -1,0 +1,125 @@
+package bridge_test
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/natsbridge/acr-nats-bridge/bridge"
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+)
+
+// addSeeds adds every sample payload as a fuzz seed.
+func addSeeds(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "in", "*.json"))
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`[{"id":"1","topic":"/registries/x","eventType":"Microsoft.ContainerRegistry.ImagePushed","data":{"target":{"repository":"a.b/*"}}}]`))
+	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"Microsoft.Storage.BlobCreated","data_base64":"e30="}`))
+}
+
+// FuzzNormalize: any body the decoder accepts yields, for every event, a message whose subject is a
+// literal subject under one of the bridge's prefixes.
+func FuzzNormalize(f *testing.F) {
+	addSeeds(f)
+	subjects := bridge.Subjects{Prefix: "acr", Passthrough: "eventgrid"}
+	norm := bridge.Normalizer{}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		d, err := cloudevents.Decode(http.Header{}, body)
+		if err != nil {
+			return
+		}
+		for _, ev := range d.Events {
+			n := norm.Normalize(ev, "", "2024-01-01T00:00:00Z")
+			switch n.Kind {
+			case bridge.KindACR, bridge.KindPing:
+				subj, err := subjects.For(&n.Envelope)
+				if err != nil {
+					continue // too long: dead-lettered
+				}
+				checkSubject(t, subj, "acr.")
+				if _, ok := bridge.NormalizeTime(n.Envelope.Time); !ok {
+					t.Fatalf("envelope time %q is not RFC 3339", n.Envelope.Time)
+				}
+				if n.Envelope.ID == "" {
+					t.Fatal("envelope without id")
+				}
+			case bridge.KindPassthrough:
+				subj, err := subjects.ForPassthrough(ev.Type)
+				if err == nil {
+					checkSubject(t, subj, "eventgrid.")
+				}
+			case bridge.KindDeadLetter:
+				if n.Reason == "" {
+					t.Fatal("dead letter without a reason")
+				}
+			}
+		}
+		_, _ = cloudevents.DecodeWebhook(body)
+	})
+}
+
+func checkSubject(t *testing.T, subj, prefix string) {
+	t.Helper()
+	if !strings.HasPrefix(subj, prefix) {
+		t.Fatalf("subject %q outside %q", subj, prefix)
+	}
+	for _, tok := range strings.Split(subj, ".") {
+		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n*>") {
+			t.Fatalf("subject %q has token %q", subj, tok)
+		}
+	}
+}
+
+// FuzzSubjectToken: every token is literal, and decoding reverses encoding.
+func FuzzSubjectToken(f *testing.F) {
+	for _, s := range []string{"", "_", "a.b", "*", ">", "$SYS", "ü", "a b", "%41", "team/web.api", "/", "//"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, repo string) {
+		tokens := bridge.EncodeRepository(repo)
+		checkSubject(t, "acr."+tokens, "acr.")
+		back, err := bridge.DecodeRepository(tokens)
+		if err != nil {
+			t.Fatalf("decode %q: %v", tokens, err)
+		}
+		if back != repo {
+			t.Fatalf("decode(encode(%q)) = %q", repo, back)
+		}
+		tok := bridge.EncodeToken(repo)
+		if strings.Contains(tok, ".") {
+			t.Fatalf("token %q has a dot", tok)
+		}
+		if got, err := bridge.DecodeToken(tok); err != nil || got != repo {
+			t.Fatalf("DecodeToken(%q) = %q, %v", tok, got, err)
+		}
+	})
+}
+
+// FuzzNormalizeTime: an accepted time normalises to itself and ends in Z.
+func FuzzNormalizeTime(f *testing.F) {
+	for _, s := range []string{"2017-11-17T16:52:01.343145347Z", "2019-03-12T22:16:31.0087496+00:00", "019-03-12T22:42:08.7034064Z", "2024-05-01T12:00:00", "2024-05-01 12:00:00z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := bridge.NormalizeTime(s)
+		if !ok {
+			return
+		}
+		if !strings.HasSuffix(got, "Z") || !utf8.ValidString(got) {
+			t.Fatalf("NormalizeTime(%q) = %q", s, got)
+		}
+		again, ok := bridge.NormalizeTime(got)
+		if !ok || again != got {
+			t.Fatalf("NormalizeTime(%q) = %q, but that normalises to %q, %v", s, got, again, ok)
+		}
+	})
+}

@@ -155,37 +155,18 @@ func (s *Server) prepare(r *http.Request, d *cloudevents.Delivery, pathRegistry 
 			s.log.Warn("event time does not parse; using "+n.TimeFallback,
 				"event_id", n.Envelope.ID, "time", ev.Time, "used", n.Envelope.Time)
 		}
-		var msg *nats.Msg
-		var err error
-		switch n.Kind {
-		case KindACR, KindPing:
-			var subj string
-			if subj, err = s.opts.Subjects.For(&n.Envelope); err != nil {
-				msg, err = s.deadLetter(ev, err.Error()), nil
-				b.dead++
-				break
-			}
-			msg, err = envelopeMsg(subj, &n.Envelope, s.opts.Mode)
-			if n.Kind == KindPing {
-				s.log.Info("ACR webhook ping", "registry", n.Envelope.Data.Registry, "action", n.Envelope.Data.Action, "event_id", n.Envelope.ID)
-			}
-		case KindPassthrough:
-			if !s.opts.Passthrough {
-				return nil, fmt.Errorf("%w: event %q has type %q, which is not an ACR event, and passthrough is off", cloudevents.ErrMalformed, ev.ID, ev.Type)
-			}
-			msg, err = s.passthrough(ev, now)
-			if errors.Is(err, cloudevents.ErrMalformed) || errors.Is(err, ErrSubjectTooLong) {
-				msg, err = s.deadLetter(ev, err.Error()), nil
-				b.dead++
-				break
-			}
-			b.passed++
-		case KindDeadLetter:
-			msg = s.deadLetter(ev, n.Reason)
+		msg, err := s.message(ev, n, now)
+		var dl deadLetterError
+		switch {
+		case errors.As(err, &dl):
+			msg = s.deadLetter(ev, dl.reason)
 			b.dead++
-		}
-		if err != nil {
+		case err != nil:
 			return nil, err
+		case n.Kind == KindPassthrough:
+			b.passed++
+		case n.Kind == KindPing:
+			s.log.Info("ACR webhook ping", "registry", n.Envelope.Data.Registry, "action", n.Envelope.Data.Action, "event_id", n.Envelope.ID)
 		}
 		b.msgs = append(b.msgs, msg)
 	}
@@ -194,6 +175,33 @@ func (s *Server) prepare(r *http.Request, d *cloudevents.Delivery, pathRegistry 
 		b.dead++
 	}
 	return b, nil
+}
+
+// deadLetterError says an event cannot be published as it should be and goes to the dead-letter subject.
+type deadLetterError struct{ reason string }
+
+func (e deadLetterError) Error() string { return e.reason }
+
+// message builds the NATS message of one normalised event.
+func (s *Server) message(ev cloudevents.Event, n Normalized, now string) (*nats.Msg, error) {
+	switch n.Kind {
+	case KindDeadLetter:
+		return nil, deadLetterError{n.Reason}
+	case KindPassthrough:
+		if !s.opts.Passthrough {
+			return nil, fmt.Errorf("%w: event %q has type %q, which is not an ACR event, and passthrough is off", cloudevents.ErrMalformed, ev.ID, ev.Type)
+		}
+		msg, err := s.passthrough(ev, now)
+		if errors.Is(err, cloudevents.ErrMalformed) || errors.Is(err, ErrSubjectTooLong) {
+			return nil, deadLetterError{err.Error()}
+		}
+		return msg, err
+	}
+	subj, err := s.opts.Subjects.For(&n.Envelope)
+	if err != nil {
+		return nil, deadLetterError{err.Error()}
+	}
+	return envelopeMsg(subj, &n.Envelope, s.opts.Mode)
 }
 
 // passthrough builds the message of an event that is not an ACR event: a CloudEvent, unchanged but for

@@ -33,7 +33,7 @@ func FuzzNormalize(f *testing.F) {
 	subjects := bridge.Subjects{Prefix: "acr", Passthrough: "eventgrid"}
 	norm := bridge.Normalizer{}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		d, err := cloudevents.Decode(http.Header{}, body)
+		d, err := cloudevents.Decoder{}.Decode(http.Header{}, body)
 		if err != nil {
 			return
 		}
@@ -63,7 +63,7 @@ func FuzzNormalize(f *testing.F) {
 				}
 			}
 		}
-		_, _ = cloudevents.DecodeWebhook(body)
+		_, _ = cloudevents.Decoder{}.DecodeWebhook(body)
 	})
 }
 

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,15 +37,21 @@ type Options struct {
 	MaxInflight int
 	// RetryAfter is sent with every 503.
 	RetryAfter time.Duration
+	// MaxJSONDepth is the deepest JSON nesting accepted in one event.
+	MaxJSONDepth int
+	// Auth says who may POST; its zero value admits everyone.
+	Auth Auth
 }
 
 // Server is the bridge's HTTP API.
 type Server struct {
 	opts     Options
 	norm     Normalizer
+	dec      cloudevents.Decoder
 	pub      publisher
 	log      *slog.Logger
 	inflight chan struct{}
+	tokens   [][sha256.Size]byte
 	mux      *http.ServeMux
 }
 
@@ -53,9 +60,11 @@ func NewServer(opts Options, pub publisher, log *slog.Logger) *Server {
 	s := &Server{
 		opts:     opts,
 		norm:     Normalizer{DefaultRegistry: opts.DefaultRegistry},
+		dec:      cloudevents.Decoder{MaxDepth: opts.MaxJSONDepth},
 		pub:      pub,
 		log:      log,
 		inflight: make(chan struct{}, max(opts.MaxInflight, 1)),
+		tokens:   tokenDigests(opts.Auth.Tokens),
 		mux:      http.NewServeMux(),
 	}
 	s.routes()
@@ -76,7 +85,7 @@ func (s *Server) handleEventGrid() http.Handler {
 			s.error(w, r, err)
 			return
 		}
-		d, err := cloudevents.Decode(r.Header, body)
+		d, err := s.dec.Decode(r.Header, body)
 		if err != nil {
 			s.error(w, r, err)
 			return
@@ -103,7 +112,7 @@ func (s *Server) handleWebhook() http.Handler {
 			s.error(w, r, err)
 			return
 		}
-		ev, err := cloudevents.DecodeWebhook(body)
+		ev, err := s.dec.DecodeWebhook(body)
 		if err != nil {
 			s.error(w, r, err)
 			return

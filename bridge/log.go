@@ -18,6 +18,7 @@ type record struct {
 	subject       string
 	stream        string
 	seq           uint64
+	auth          string
 	err           error
 }
 
@@ -102,6 +103,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		}
 		if rec.passedThrough > 0 {
 			attrs = append(attrs, slog.Int("passed_through", rec.passedThrough))
+		}
+		if rec.auth != "" {
+			attrs = append(attrs, slog.String("auth", rec.auth))
 		}
 		if rec.err != nil {
 			attrs = append(attrs, slog.String("error", rec.err.Error()))

@@ -1,11 +1,12 @@
 package bridge
 
 // routes lists the whole HTTP API (DESIGN.md §2). The mux answers a wrong method with 405 and Allow.
+// Deliveries are authenticated before their body is read, then count against the in-flight cap.
 func (s *Server) routes() {
-	s.mux.Handle("POST /eventgrid", s.limitInflight(s.handleEventGrid()))
+	s.mux.Handle("POST /eventgrid", s.authenticate(s.limitInflight(s.handleEventGrid())))
 	s.mux.Handle("OPTIONS /eventgrid", s.handleValidationOptions())
-	s.mux.Handle("POST /webhooks/acr/{registry}", s.limitInflight(s.handleWebhook()))
-	s.mux.Handle("POST /webhooks/acr", s.limitInflight(s.handleWebhook()))
+	s.mux.Handle("POST /webhooks/acr/{registry}", s.authenticate(s.limitInflight(s.handleWebhook())))
+	s.mux.Handle("POST /webhooks/acr", s.authenticate(s.limitInflight(s.handleWebhook())))
 	s.mux.Handle("GET /healthz", s.handleHealthz())
 	s.mux.Handle("GET /readyz", s.handleReadyz())
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+	"github.com/natsbridge/acr-nats-bridge/entra"
 )
 
 // ErrUnauthorized is wrapped by every authentication failure; it is always 401, never 403.
@@ -16,11 +17,11 @@ func StatusOf(err error) int {
 	switch {
 	case errors.Is(err, cloudevents.ErrMalformed):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrUnauthorized):
+	case errors.Is(err, ErrUnauthorized), errors.Is(err, entra.ErrInvalidToken):
 		return http.StatusUnauthorized
 	case errors.Is(err, ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, entra.ErrKeysUnavailable):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -38,6 +39,10 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 		body = "temporarily unavailable, retry later"
 	case code >= 500:
 		body = "internal error"
+	case code == http.StatusUnauthorized:
+		// RFC 6750 §3: a 401 names the scheme it wants.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="acr-nats-bridge"`)
+		body = oneLine(err.Error())
 	default:
 		body = oneLine(err.Error())
 	}

@@ -98,15 +98,29 @@ type wireEvent struct {
 	DataVersion     string          `json:"dataVersion"`
 }
 
+// Decoder reads request bodies. Its zero value limits nesting to DefaultMaxDepth.
+type Decoder struct {
+	// MaxDepth is the deepest JSON nesting accepted in one event (an element of a batch counts from
+	// its own braces).
+	MaxDepth int
+}
+
+func (d Decoder) maxDepth() int {
+	if d.MaxDepth <= 0 {
+		return DefaultMaxDepth
+	}
+	return d.MaxDepth
+}
+
 // Decode reads an Event Grid delivery: the Event Grid schema or CloudEvents 1.0, one object or a JSON
 // array, whatever the Content-Type says (Event Grid and its clients disagree on it, and seed samples send
 // CloudEvents arrays as application/json). A ce-specversion header selects CloudEvents binary mode.
 //
 // An array whose elements are partly not events yields those elements in Delivery.Invalid; a body with no
 // event at all is an ErrMalformed error.
-func Decode(header http.Header, body []byte) (*Delivery, error) {
+func (d Decoder) Decode(header http.Header, body []byte) (*Delivery, error) {
 	if header.Get("ce-specversion") != "" {
-		return decodeBinary(header, body)
+		return d.decodeBinary(header, body)
 	}
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
@@ -117,7 +131,7 @@ func Decode(header http.Header, body []byte) (*Delivery, error) {
 	}
 	switch trimmed[0] {
 	case '{':
-		ev, err := decodeObject(trimmed)
+		ev, err := d.decodeObject(trimmed)
 		if err != nil {
 			return nil, err
 		}
@@ -130,23 +144,23 @@ func Decode(header http.Header, body []byte) (*Delivery, error) {
 		if len(elems) == 0 {
 			return nil, fmt.Errorf("%w: empty array", ErrMalformed)
 		}
-		d := &Delivery{Events: make([]Event, 0, len(elems))}
+		dl := &Delivery{Events: make([]Event, 0, len(elems))}
 		var firstErr error
 		for i, raw := range elems {
-			ev, err := decodeObject(raw)
+			ev, err := d.decodeObject(raw)
 			if err != nil {
 				if firstErr == nil {
 					firstErr = fmt.Errorf("event %d: %w", i, err)
 				}
-				d.Invalid = append(d.Invalid, Invalid{Raw: raw, Reason: strings.TrimPrefix(err.Error(), ErrMalformed.Error()+": ")})
+				dl.Invalid = append(dl.Invalid, Invalid{Raw: raw, Reason: strings.TrimPrefix(err.Error(), ErrMalformed.Error()+": ")})
 				continue
 			}
-			d.Events = append(d.Events, ev)
+			dl.Events = append(dl.Events, ev)
 		}
-		if len(d.Events) == 0 {
+		if len(dl.Events) == 0 {
 			return nil, firstErr
 		}
-		return d, nil
+		return dl, nil
 	default:
 		if !json.Valid(trimmed) {
 			return nil, fmt.Errorf("%w: body is not JSON", ErrMalformed)
@@ -157,10 +171,13 @@ func Decode(header http.Header, body []byte) (*Delivery, error) {
 
 // decodeObject reads one element: a CloudEvent if it has specversion, an Event Grid event if it has
 // eventType, and an error otherwise.
-func decodeObject(raw json.RawMessage) (Event, error) {
+func (d Decoder) decodeObject(raw json.RawMessage) (Event, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return Event{}, fmt.Errorf("%w: not a JSON object", ErrMalformed)
+	}
+	if err := checkJSON(raw, d.maxDepth()); err != nil {
+		return Event{}, err
 	}
 	var w wireEvent
 	if err := json.Unmarshal(raw, &w); err != nil {
@@ -214,7 +231,7 @@ func eventGridEvent(w wireEvent, raw json.RawMessage) (Event, error) {
 
 // decodeBinary reads a binary-mode CloudEvent (attributes in ce-* headers, data in the body) with the
 // CloudEvents SDK's HTTP binding.
-func decodeBinary(header http.Header, body []byte) (*Delivery, error) {
+func (d Decoder) decodeBinary(header http.Header, body []byte) (*Delivery, error) {
 	msg := cehttp.NewMessage(header, io.NopCloser(bytes.NewReader(body)))
 	ce, err := binding.ToEvent(context.Background(), msg)
 	if err != nil {
@@ -240,13 +257,16 @@ func decodeBinary(header http.Header, body []byte) (*Delivery, error) {
 		}
 	}
 	if json.Valid(body) && !isNull(bytes.TrimSpace(body)) {
+		if err := checkJSON(body, d.maxDepth()); err != nil {
+			return nil, fmt.Errorf("binary-mode CloudEvent data: %w", err)
+		}
 		ev.Data = body
 	}
 	return &Delivery{Events: []Event{ev}, Binary: true}, nil
 }
 
 // DecodeWebhook reads an ACR native webhook: one JSON object, the registry event itself.
-func DecodeWebhook(body []byte) (Event, error) {
+func (d Decoder) DecodeWebhook(body []byte) (Event, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return Event{}, fmt.Errorf("%w: empty body", ErrMalformed)
@@ -263,6 +283,9 @@ func DecodeWebhook(body []byte) (Event, error) {
 	if !json.Valid(trimmed) {
 		var v any
 		return Event{}, fmt.Errorf("%w: body is not JSON: %s", ErrMalformed, jsonReason(json.Unmarshal(trimmed, &v)))
+	}
+	if err := checkJSON(trimmed, d.maxDepth()); err != nil {
+		return Event{}, err
 	}
 	return Event{Schema: SchemaWebhook, Data: trimmed, Raw: trimmed}, nil
 }

@@ -36,7 +36,7 @@ func TestDecodeFormats(t *testing.T) {
 			if tc.contentType != "" {
 				h.Set("Content-Type", tc.contentType)
 			}
-			d, err := cloudevents.Decode(h, []byte(tc.body))
+			d, err := cloudevents.Decoder{}.Decode(h, []byte(tc.body))
 			require.NoError(t, err)
 			require.Len(t, d.Events, len(tc.schemas))
 			for i, ev := range d.Events {
@@ -50,7 +50,7 @@ func TestDecodeFormats(t *testing.T) {
 }
 
 func TestDecodeMapsEventGridAttributes(t *testing.T) {
-	d, err := cloudevents.Decode(http.Header{}, []byte(egEvent))
+	d, err := cloudevents.Decoder{}.Decode(http.Header{}, []byte(egEvent))
 	require.NoError(t, err)
 	ev := d.Events[0]
 	assert.Equal(t, "1", ev.ID)
@@ -70,7 +70,7 @@ func TestDecodeMapsEventGridAttributes(t *testing.T) {
 }
 
 func TestDecodeBatchKeepsInvalidElements(t *testing.T) {
-	d, err := cloudevents.Decode(http.Header{}, []byte(`[`+egEvent+`,{"x":1},"str",`+ceEvent+`]`))
+	d, err := cloudevents.Decoder{}.Decode(http.Header{}, []byte(`[`+egEvent+`,{"x":1},"str",`+ceEvent+`]`))
 	require.NoError(t, err)
 	assert.Len(t, d.Events, 2)
 	require.Len(t, d.Invalid, 2)
@@ -88,7 +88,7 @@ func TestDecodeBinaryMode(t *testing.T) {
 	h.Set("ce-type", "T")
 	h.Set("ce-time", "2024-01-01T00:00:00.1234567Z")
 	h.Set("ce-traceparent", "00-abc-def-01")
-	d, err := cloudevents.Decode(h, []byte(`{"k":"v"}`))
+	d, err := cloudevents.Decoder{}.Decode(h, []byte(`{"k":"v"}`))
 	require.NoError(t, err)
 	require.True(t, d.Binary)
 	ev := d.Events[0]
@@ -105,14 +105,14 @@ func TestDecodeErrors(t *testing.T) {
 		"all invalid": `[1,{"a":2}]`, "bad specversion": `{"specversion":"2.0","id":"1","source":"s","type":"t"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := cloudevents.Decode(http.Header{}, []byte(body))
+			_, err := cloudevents.Decoder{}.Decode(http.Header{}, []byte(body))
 			assert.ErrorIs(t, err, cloudevents.ErrMalformed)
 		})
 	}
 }
 
 func TestValidation(t *testing.T) {
-	d, err := cloudevents.Decode(http.Header{}, []byte(`[{"id":"v","eventType":"Microsoft.EventGrid.SubscriptionValidationEvent",
+	d, err := cloudevents.Decoder{}.Decode(http.Header{}, []byte(`[{"id":"v","eventType":"Microsoft.EventGrid.SubscriptionValidationEvent",
 		"data":{"validationCode":"C0DE","validationUrl":"https://x"}}]`))
 	require.NoError(t, err)
 	v, ok, err := cloudevents.ValidationOf(d.Events[0])
@@ -136,12 +136,12 @@ func TestOrigins(t *testing.T) {
 }
 
 func TestDecodeWebhook(t *testing.T) {
-	ev, err := cloudevents.DecodeWebhook([]byte(` {"action":"push"} `))
+	ev, err := cloudevents.Decoder{}.DecodeWebhook([]byte(` {"action":"push"} `))
 	require.NoError(t, err)
 	assert.Equal(t, cloudevents.SchemaWebhook, ev.Schema)
 	assert.JSONEq(t, `{"action":"push"}`, string(ev.Data))
 	for _, bad := range []string{"", "[]", "{", `"x"`, "\xff"} {
-		_, err := cloudevents.DecodeWebhook([]byte(bad))
+		_, err := cloudevents.Decoder{}.DecodeWebhook([]byte(bad))
 		assert.ErrorIs(t, err, cloudevents.ErrMalformed, "%q", bad)
 	}
 }

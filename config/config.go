@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -57,9 +58,24 @@ type Config struct {
 	PublishTimeout time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"10s" desc:"longest wait for the JetStream acks of one request before answering 503 (Event Grid gives up at 30s)"`
 	RetryAfter     time.Duration `envconfig:"RETRY_AFTER" default:"5s" desc:"Retry-After sent with every 503"`
 
+	MaxJSONDepth   int `envconfig:"MAX_JSON_DEPTH" default:"64" desc:"deepest JSON nesting accepted in one event; deeper is 400 (or dead-lettered within a batch)"`
+	MaxHeaderBytes int `envconfig:"MAX_HEADER_BYTES" default:"65536" desc:"largest request header block accepted; larger is 431"`
+
+	AuthTokens     []string `envconfig:"AUTH_TOKENS" desc:"shared secrets, comma-separated (two during a rotation); when set, a POST must carry one as Authorization: Bearer or in BRIDGE_AUTH_QUERY_PARAM"`
+	AuthQueryParam string   `envconfig:"AUTH_QUERY_PARAM" default:"access_token" desc:"query parameter that may carry a BRIDGE_AUTH_TOKENS secret (Event Grid endpoint URLs); empty accepts the header only"`
+
+	EntraTenantID       string        `envconfig:"ENTRA_TENANT_ID" desc:"Microsoft Entra tenant id; with BRIDGE_ENTRA_AUDIENCE, a POST may carry an Entra access token (Event Grid secure webhook delivery)"`
+	EntraAudience       []string      `envconfig:"ENTRA_AUDIENCE" desc:"accepted token audiences, comma-separated: the application id URI and/or client id of the bridge's Entra app"`
+	EntraRole           string        `envconfig:"ENTRA_ROLE" desc:"app role the token must carry in its roles claim, such as AzureEventGridSecureWebhookSubscriber; empty checks none"`
+	EntraJWKSURL        string        `envconfig:"ENTRA_JWKS_URL" desc:"signing keys of the tenant; empty means https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"`
+	EntraClockSkew      time.Duration `envconfig:"ENTRA_CLOCK_SKEW" default:"5m" desc:"clock skew allowed on a token's exp and nbf (at most 10m)"`
+	EntraKeysRefresh    time.Duration `envconfig:"ENTRA_KEYS_REFRESH" default:"1h" desc:"how often the signing keys are fetched again"`
+	EntraKeysMinRefresh time.Duration `envconfig:"ENTRA_KEYS_MIN_REFRESH" default:"1m" desc:"least time between fetches caused by a token with an unknown key id, so bad tokens cannot flood the key endpoint"`
+
 	ReadHeaderTimeout time.Duration `envconfig:"READ_HEADER_TIMEOUT" default:"10s" desc:"time allowed to read request headers"`
 	ReadTimeout       time.Duration `envconfig:"READ_TIMEOUT" default:"20s" desc:"time allowed to read a whole request"`
-	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"25s" desc:"time allowed from the end of the request headers to the end of the response"`
+	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"25s" desc:"time allowed from the end of the request headers to the end of the response; under Event Grid's 30s"`
+	IdleTimeout       time.Duration `envconfig:"IDLE_TIMEOUT" default:"2m" desc:"time an idle keep-alive connection is kept open"`
 	ShutdownTimeout   time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"time allowed on SIGTERM to finish in-flight requests and drain NATS"`
 
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -152,6 +168,15 @@ func (c Config) Validate() error {
 	if c.WriteTimeout > 0 && c.PublishTimeout >= c.WriteTimeout {
 		bad("PUBLISH_TIMEOUT", "%s must be shorter than BRIDGE_WRITE_TIMEOUT %s, or the 503 could not be written", c.PublishTimeout, c.WriteTimeout)
 	}
+	if c.WriteTimeout >= 30*time.Second {
+		bad("WRITE_TIMEOUT", "%s is not under 30s; Event Grid stops waiting at 30s and counts the delivery as failed", c.WriteTimeout)
+	}
+	positive("IDLE_TIMEOUT", int64(c.IdleTimeout))
+	positive("MAX_HEADER_BYTES", int64(c.MaxHeaderBytes))
+	if c.MaxJSONDepth < 4 || c.MaxJSONDepth > 10000 {
+		bad("MAX_JSON_DEPTH", "must be 4 to 10000, got %d (an ACR event is 3 levels deep)", c.MaxJSONDepth)
+	}
+	c.validateAuth(bad)
 	if (c.NATSUser == "") != (c.NATSPassword == "") {
 		bad("NATS_USER", "BRIDGE_NATS_USER and BRIDGE_NATS_PASSWORD go together")
 	}
@@ -162,6 +187,89 @@ func (c Config) Validate() error {
 		bad("NATS_URL", "NATS credentials or TLS are set but BRIDGE_NATS_URL is empty (the embedded server needs none)")
 	}
 	return errors.Join(errs...)
+}
+
+// minTokenLen keeps shared secrets out of reach of guessing: 16 random characters or more.
+const minTokenLen = 16
+
+var (
+	queryParamRE = regexp.MustCompile(`^[A-Za-z0-9_.~-]+$`)
+	tenantIDRE   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+)
+
+// validateAuth checks the authentication settings. Its messages never repeat a secret.
+func (c Config) validateAuth(bad func(name, format string, args ...any)) {
+	for i, t := range c.AuthTokens {
+		switch {
+		case len(t) < minTokenLen:
+			bad("AUTH_TOKENS", "token %d of %d is %d characters long; use at least %d random characters", i+1, len(c.AuthTokens), len(t), minTokenLen)
+		case strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+			bad("AUTH_TOKENS", "token %d of %d contains a space or control character", i+1, len(c.AuthTokens))
+		}
+	}
+	if c.AuthQueryParam != "" && !queryParamRE.MatchString(c.AuthQueryParam) {
+		bad("AUTH_QUERY_PARAM", "%q is not a plain query parameter name", c.AuthQueryParam)
+	}
+	if (c.EntraTenantID == "") != (len(c.EntraAudience) == 0) {
+		bad("ENTRA_TENANT_ID", "BRIDGE_ENTRA_TENANT_ID and BRIDGE_ENTRA_AUDIENCE go together")
+	}
+	if c.EntraTenantID != "" && !tenantIDRE.MatchString(c.EntraTenantID) {
+		bad("ENTRA_TENANT_ID", "%q is not a tenant id (a GUID; token issuers name the tenant by its id, not its domain)", c.EntraTenantID)
+	}
+	for _, a := range c.EntraAudience {
+		if a == "" {
+			bad("ENTRA_AUDIENCE", "has an empty entry")
+		}
+	}
+	if c.EntraJWKSURL != "" {
+		if err := checkKeysURL(c.EntraJWKSURL); err != nil {
+			bad("ENTRA_JWKS_URL", "%v", err)
+		}
+	}
+	if c.EntraClockSkew < 0 || c.EntraClockSkew > 10*time.Minute {
+		bad("ENTRA_CLOCK_SKEW", "must be 0 to 10m, got %s", c.EntraClockSkew)
+	}
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			bad(name, "must be positive, got %s", d)
+		}
+	}
+	positive("ENTRA_KEYS_REFRESH", c.EntraKeysRefresh)
+	positive("ENTRA_KEYS_MIN_REFRESH", c.EntraKeysMinRefresh)
+	if c.EntraKeysMinRefresh > c.EntraKeysRefresh {
+		bad("ENTRA_KEYS_MIN_REFRESH", "%s is longer than BRIDGE_ENTRA_KEYS_REFRESH %s", c.EntraKeysMinRefresh, c.EntraKeysRefresh)
+	}
+}
+
+// checkKeysURL accepts https, and plain http only to a loopback address (a local key server in tests).
+func checkKeysURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not https (plain http is accepted for loopback addresses only)", raw)
+}
+
+// AuthEnabled reports whether POSTs must authenticate.
+func (c Config) AuthEnabled() bool { return len(c.AuthTokens) > 0 || c.EntraEnabled() }
+
+// EntraEnabled reports whether Entra ID tokens are accepted.
+func (c Config) EntraEnabled() bool { return c.EntraTenantID != "" }
+
+// EntraKeysURL returns the URL of the tenant's signing keys.
+func (c Config) EntraKeysURL() string {
+	if c.EntraJWKSURL != "" {
+		return c.EntraJWKSURL
+	}
+	return "https://login.microsoftonline.com/" + c.EntraTenantID + "/discovery/v2.0/keys"
 }
 
 // overlaps reports whether one dotted prefix is the other or a token-wise prefix of it.

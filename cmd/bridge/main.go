@@ -64,9 +64,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, cfg, log)
 }
 
+// newLogger builds the one logger of the process. Secrets are never logged on purpose; as a second
+// line of defence, any configured secret that turns up in a logged string (an error quoting a URL, say)
+// is replaced.
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	level, _ := cfg.SlogLevel()
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: redact(secretsOf(cfg))}
 	if cfg.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
@@ -93,6 +96,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		MaxEvents:       cfg.MaxEvents,
 		MaxInflight:     cfg.MaxInflight,
 		RetryAfter:      cfg.RetryAfter,
+		MaxJSONDepth:    cfg.MaxJSONDepth,
+	}
+	opts.Auth, err = authOf(ctx, cfg, log)
+	if err != nil {
+		return err
 	}
 	if cfg.NATSMode == "core" {
 		log.Info("publishing with core NATS: no stream, no acks, no de-duplication")
@@ -128,8 +136,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	ln, err := net.Listen("tcp", cfg.ListenAddr)

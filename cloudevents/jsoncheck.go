@@ -1,0 +1,121 @@
+package cloudevents
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// DefaultMaxDepth is the nesting limit of a zero Decoder. An ACR event is three levels deep; Event Grid
+// events of other services are seldom deeper than ten.
+const DefaultMaxDepth = 64
+
+// checkJSON refuses what encoding/json would accept but the bridge must not: nesting deeper than
+// maxDepth, which costs a decoder stack and time out of proportion to the body, and an object with a
+// repeated key, which parsers resolve differently (RFC 8259 §4), so that the id the bridge
+// de-duplicates on could differ from the one a consumer reads. It does not check syntax: json.Unmarshal
+// does, and so it only has to find strings, brackets and the keys among the strings.
+func checkJSON(b []byte, maxDepth int) error {
+	var stack []jsonObject
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '{', '[':
+			if len(stack) == maxDepth {
+				return fmt.Errorf("%w: JSON nested deeper than %d levels", ErrMalformed, maxDepth)
+			}
+			if len(stack) < cap(stack) {
+				stack = stack[:len(stack)+1]
+				stack[len(stack)-1].reset(b[i] == '{')
+			} else {
+				stack = append(stack, jsonObject{isObject: b[i] == '{'})
+			}
+		case '}', ']':
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+		case '"':
+			end := stringEnd(b, i+1)
+			if end == len(b) {
+				return nil
+			}
+			if n := len(stack); n > 0 && stack[n-1].isObject && nextByte(b, end+1) == ':' {
+				key := b[i+1 : end]
+				if bytes.IndexByte(key, '\\') >= 0 {
+					var s string
+					if json.Unmarshal(b[i:end+1], &s) != nil {
+						return nil
+					}
+					key = []byte(s)
+				}
+				if stack[n-1].add(key) {
+					return fmt.Errorf("%w: JSON object has the key %q twice", ErrMalformed, key)
+				}
+			}
+			i = end
+		}
+	}
+	return nil
+}
+
+// jsonObject is one open container; for an object, the keys seen so far.
+type jsonObject struct {
+	isObject bool
+	keys     [][]byte
+	set      map[string]struct{}
+}
+
+func (o *jsonObject) reset(isObject bool) {
+	o.isObject, o.keys, o.set = isObject, o.keys[:0], nil
+}
+
+// add records a key and reports whether the object already had it. Small objects are searched; an
+// object with many keys gets a set, so that a hostile object of a million keys stays linear.
+func (o *jsonObject) add(key []byte) bool {
+	if o.set != nil {
+		if _, dup := o.set[string(key)]; dup {
+			return true
+		}
+		o.set[string(key)] = struct{}{}
+		return false
+	}
+	for _, k := range o.keys {
+		if bytes.Equal(k, key) {
+			return true
+		}
+	}
+	o.keys = append(o.keys, key)
+	if len(o.keys) > 32 {
+		o.set = make(map[string]struct{}, 2*len(o.keys))
+		for _, k := range o.keys {
+			o.set[string(k)] = struct{}{}
+		}
+	}
+	return false
+}
+
+// stringEnd returns the index of the quote that closes the string starting at i, or len(b).
+func stringEnd(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case '\\':
+			i += 2
+			continue
+		case '"':
+			return i
+		}
+		i++
+	}
+	return len(b)
+}
+
+// nextByte returns the first byte after i that is not JSON whitespace, or 0.
+func nextByte(b []byte, i int) byte {
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case ' ', '\t', '\r', '\n':
+		default:
+			return b[i]
+		}
+	}
+	return 0
+}

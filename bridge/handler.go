@@ -336,7 +336,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	case errors.As(err, &mbe):
 		return nil, fmt.Errorf("%w: body over %d bytes (BRIDGE_MAX_BODY_BYTES)", ErrTooLarge, limit)
 	case err != nil:
-		return nil, fmt.Errorf("%w: reading body: %v", cloudevents.ErrMalformed, err)
+		// A body cut short or too slow (BRIDGE_READ_TIMEOUT) says nothing about the events in it: the
+		// sender may retry, which a 400 would forbid.
+		return nil, fmt.Errorf("%w: reading the body: %v", ErrUnavailable, err)
 	}
 	return body, nil
 }

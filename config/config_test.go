@@ -57,6 +57,19 @@ func TestLoadNamesTheVariable(t *testing.T) {
 		{"BRIDGE_LOG_FORMAT", "xml", "BRIDGE_LOG_FORMAT"},
 		{"BRIDGE_NATS_USER", "me", "BRIDGE_NATS_PASSWORD go together"},
 		{"BRIDGE_NATS_TOKEN", "s3cret", "BRIDGE_NATS_URL is empty"},
+		{"BRIDGE_WRITE_TIMEOUT", "30s", "not under 30s"},
+		{"BRIDGE_IDLE_TIMEOUT", "0s", "BRIDGE_IDLE_TIMEOUT: must be positive"},
+		{"BRIDGE_MAX_JSON_DEPTH", "2", "BRIDGE_MAX_JSON_DEPTH: must be 4 to 10000"},
+		{"BRIDGE_AUTH_TOKENS", "s3cret", "BRIDGE_AUTH_TOKENS: token 1 of 1 is 6 characters long"},
+		{"BRIDGE_AUTH_TOKENS", "0123456789abcdef0123,s3cret-s3cret-s3cret\tx", "token 2 of 2 contains a space or control character"},
+		{"BRIDGE_AUTH_QUERY_PARAM", "a b", "BRIDGE_AUTH_QUERY_PARAM"},
+		{"BRIDGE_ENTRA_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47", "BRIDGE_ENTRA_AUDIENCE go together"},
+		{"BRIDGE_ENTRA_AUDIENCE", "api://bridge", "BRIDGE_ENTRA_AUDIENCE go together"},
+		{"BRIDGE_ENTRA_TENANT_ID", "contoso.onmicrosoft.com", "is not a tenant id"},
+		{"BRIDGE_ENTRA_JWKS_URL", "http://keys.example.com/keys", "is not https"},
+		{"BRIDGE_ENTRA_JWKS_URL", "keys", "not an absolute URL"},
+		{"BRIDGE_ENTRA_CLOCK_SKEW", "1h", "must be 0 to 10m"},
+		{"BRIDGE_ENTRA_KEYS_MIN_REFRESH", "2h", "longer than BRIDGE_ENTRA_KEYS_REFRESH"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
@@ -118,4 +131,31 @@ func TestREADMEListsEveryVariable(t *testing.T) {
 			assert.Contains(t, line, "`"+d+"`")
 		}
 	}
+}
+
+func TestAuthSettings(t *testing.T) {
+	c, err := config.Load()
+	require.NoError(t, err)
+	assert.False(t, c.AuthEnabled(), "no authentication by default")
+	assert.Equal(t, "access_token", c.AuthQueryParam)
+
+	t.Setenv("BRIDGE_AUTH_TOKENS", "0123456789abcdef-one,0123456789abcdef-two")
+	t.Setenv("BRIDGE_ENTRA_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47")
+	t.Setenv("BRIDGE_ENTRA_AUDIENCE", "api://bridge,0b7c5f0e-1111-4c2b-9f4e-5a6b7c8d9e0f")
+	c, err = config.Load()
+	require.NoError(t, err)
+	assert.True(t, c.AuthEnabled())
+	assert.Equal(t, []string{"0123456789abcdef-one", "0123456789abcdef-two"}, c.AuthTokens)
+	assert.Equal(t, []string{"api://bridge", "0b7c5f0e-1111-4c2b-9f4e-5a6b7c8d9e0f"}, c.EntraAudience)
+	assert.Equal(t, "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/discovery/v2.0/keys", c.EntraKeysURL())
+
+	t.Setenv("BRIDGE_ENTRA_JWKS_URL", "http://127.0.0.1:9999/keys")
+	c, err = config.Load()
+	require.NoError(t, err, "plain http is fine on loopback")
+	assert.Equal(t, "http://127.0.0.1:9999/keys", c.EntraKeysURL())
+
+	t.Setenv("BRIDGE_AUTH_QUERY_PARAM", "")
+	c, err = config.Load()
+	require.NoError(t, err)
+	assert.Empty(t, c.AuthQueryParam, "set but empty turns the query parameter off")
 }

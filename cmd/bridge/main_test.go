@@ -49,25 +49,65 @@ func (s *logSink) field(msg, key string) string {
 	return ""
 }
 
+// runningBridge is the real entry point running in the test's process.
+type runningBridge struct {
+	addr   string
+	logs   *logSink
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startBridge runs the bridge with env on a free port, with an embedded NATS server on a free port
+// unless env names one, and waits until it listens. It is stopped when the test ends.
+func startBridge(t *testing.T, env map[string]string) *runningBridge {
+	t.Helper()
+	t.Setenv("BRIDGE_LISTEN_ADDR", "127.0.0.1:0")
+	t.Setenv("BRIDGE_EMBEDDED_NATS_ADDR", "127.0.0.1:0")
+	t.Setenv("BRIDGE_EMBEDDED_NATS_DIR", filepath.Join(t.TempDir(), "nats"))
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &runningBridge{logs: &logSink{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { b.done <- run(ctx, nil, b.logs, io.Discard) }()
+	t.Cleanup(func() { b.stop(t) })
+	require.Eventually(t, func() bool {
+		b.addr = b.logs.field("bridge listening", "addr")
+		return b.addr != ""
+	}, 10*time.Second, 10*time.Millisecond, "bridge did not start: %s", b.logs)
+	return b
+}
+
+// stop ends run as SIGTERM would and requires a clean exit.
+func (b *runningBridge) stop(t *testing.T) {
+	t.Helper()
+	if b.cancel == nil {
+		return
+	}
+	b.cancel()
+	b.cancel = nil
+	select {
+	case err := <-b.done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after its context ended")
+	}
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // TestRun starts the real entry point with no NATS settings (so an embedded server), posts a seed
 // payload, reads it back from NATS, and shuts down.
 func TestRun(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("BRIDGE_LISTEN_ADDR", "127.0.0.1:0")
-	t.Setenv("BRIDGE_EMBEDDED_NATS_ADDR", "127.0.0.1:0")
-	t.Setenv("BRIDGE_EMBEDDED_NATS_DIR", filepath.Join(dir, "nats"))
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := &logSink{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, logs, io.Discard) }()
-
-	var addr, natsURL string
-	require.Eventually(t, func() bool {
-		addr, natsURL = logs.field("bridge listening", "addr"), logs.field("embedded NATS server started", "url")
-		return addr != "" && natsURL != ""
-	}, 10*time.Second, 10*time.Millisecond)
+	b := startBridge(t, nil)
+	addr, logs := b.addr, b.logs
+	natsURL := logs.field("embedded NATS server started", "url")
+	require.NotEmpty(t, natsURL)
+	ctx := context.Background()
 
 	// A second client, as another process would, over TCP.
 	nc, err := nats.Connect(natsURL)
@@ -105,13 +145,7 @@ func TestRun(t *testing.T) {
 	assert.Equal(t, uint64(1), info.State.Msgs)
 	assert.Equal(t, 10*time.Minute, info.Config.Duplicates)
 
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not return after its context ended")
-	}
+	b.stop(t)
 	assert.NotEmpty(t, logs.field("shutting down", "timeout"))
 	_, err = http.Get("http://" + addr + "/healthz")
 	assert.Error(t, err, "the listener is closed")

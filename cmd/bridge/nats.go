@@ -42,7 +42,10 @@ func connectNATS(ctx context.Context, cfg config.Config, log *slog.Logger) (*nat
 		nats.ReconnectBufSize(-1),
 		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("NATS connected", "url", nc.ConnectedUrlRedacted()) }),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
-			log.Warn("NATS disconnected", "error", errString(err))
+			if err == nil {
+				return // a close we asked for; ClosedHandler says so
+			}
+			log.Warn("NATS disconnected", "error", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ClosedHandler(func(nc *nats.Conn) { log.Info("NATS connection closed") }),
@@ -155,13 +158,6 @@ func redactURL(list string) string {
 		}
 	}
 	return strings.Join(parts, ",")
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 // natsLogger sends nats-server's log to slog.

@@ -76,8 +76,12 @@ func TestVerify(t *testing.T) {
 	stranger := entratest.NewKey(t)
 
 	admitted := map[string]string{
-		"v2 token":                tn.Token(t, "key-1", entratest.Claims()),
-		"v1 issuer":               tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["iss"] = "https://sts.windows.net/" + entratest.TenantID + "/"; c["appid"] = c["azp"]; delete(c, "azp") })),
+		"v2 token": tn.Token(t, "key-1", entratest.Claims()),
+		"v1 issuer": tn.Token(t, "key-1", with(func(c jwt.MapClaims) {
+			c["iss"] = "https://sts.windows.net/" + entratest.TenantID + "/"
+			c["appid"] = c["azp"]
+			delete(c, "azp")
+		})),
 		"second audience":         tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["aud"] = "0b7c5f0e-1111-4c2b-9f4e-5a6b7c8d9e0f" })),
 		"audience list":           tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["aud"] = []string{"other", entratest.Audience} })),
 		"expired within the skew": tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Minute).Unix() })),
@@ -92,15 +96,17 @@ func TestVerify(t *testing.T) {
 	}
 
 	refused := map[string]struct{ token, reason string }{
-		"unsigned (alg none)":          {unsigned(t, entratest.Claims()), "signing method none is invalid"},
-		"HS256 with the public key":    {hs256WithPublicKey(t, tn), "signing method HS256 is invalid"},
-		"RS384":                        {signWith(t, jwt.SigningMethodRS384, tn), "signing method RS384 is invalid"},
-		"expired":                      {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-10 * time.Minute).Unix() })), "token is expired"},
-		"no exp":                       {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { delete(c, "exp") })), "exp claim is required"},
-		"not valid yet":                {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["nbf"] = time.Now().Add(10 * time.Minute).Unix() })), "token is not valid yet"},
-		"wrong audience":               {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["aud"] = "api://someone-else" })), "token has invalid audience"},
-		"no audience":                  {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { delete(c, "aud") })), "aud claim is required"},
-		"wrong issuer":                 {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["iss"] = "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0" })), "issuer"},
+		"unsigned (alg none)":       {unsigned(t, entratest.Claims()), "signing method none is invalid"},
+		"HS256 with the public key": {hs256WithPublicKey(t, tn), "signing method HS256 is invalid"},
+		"RS384":                     {signWith(t, jwt.SigningMethodRS384, tn), "signing method RS384 is invalid"},
+		"expired":                   {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-10 * time.Minute).Unix() })), "token is expired"},
+		"no exp":                    {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { delete(c, "exp") })), "exp claim is required"},
+		"not valid yet":             {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["nbf"] = time.Now().Add(10 * time.Minute).Unix() })), "token is not valid yet"},
+		"wrong audience":            {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["aud"] = "api://someone-else" })), "token has invalid audience"},
+		"no audience":               {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { delete(c, "aud") })), "aud claim is required"},
+		"wrong issuer": {tn.Token(t, "key-1", with(func(c jwt.MapClaims) {
+			c["iss"] = "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0"
+		})), "issuer"},
 		"issuer of another cloud":      {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["iss"] = "https://evil.example/" + entratest.TenantID + "/v2.0" })), "issuer"},
 		"other tenant id":              {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["tid"] = "00000000-0000-0000-0000-000000000000" })), "tenant"},
 		"signed by an unpublished key": {entratest.Sign(t, stranger, "key-1", entratest.Claims()), "token signature is invalid"},

@@ -1,71 +1,12 @@
 package bridge_test
 
 import (
-	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/natsbridge/acr-nats-bridge/bridge"
-	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 )
-
-// addSeeds adds every sample payload as a fuzz seed.
-func addSeeds(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "in", "*.json"))
-	for _, file := range files {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Add([]byte(`[{"id":"1","topic":"/registries/x","eventType":"Microsoft.ContainerRegistry.ImagePushed","data":{"target":{"repository":"a.b/*"}}}]`))
-	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"Microsoft.Storage.BlobCreated","data_base64":"e30="}`))
-}
-
-// FuzzNormalize: any body the decoder accepts yields, for every event, a message whose subject is a
-// literal subject under one of the bridge's prefixes.
-func FuzzNormalize(f *testing.F) {
-	addSeeds(f)
-	subjects := bridge.Subjects{Prefix: "acr", Passthrough: "eventgrid"}
-	norm := bridge.Normalizer{}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		d, err := cloudevents.Decoder{}.Decode(http.Header{}, body)
-		if err != nil {
-			return
-		}
-		for _, ev := range d.Events {
-			n := norm.Normalize(ev, "", "2024-01-01T00:00:00Z")
-			switch n.Kind {
-			case bridge.KindACR, bridge.KindPing:
-				subj, err := subjects.For(&n.Envelope)
-				if err != nil {
-					continue // too long: dead-lettered
-				}
-				checkSubject(t, subj, "acr.")
-				if _, ok := bridge.NormalizeTime(n.Envelope.Time); !ok {
-					t.Fatalf("envelope time %q is not RFC 3339", n.Envelope.Time)
-				}
-				if n.Envelope.ID == "" {
-					t.Fatal("envelope without id")
-				}
-			case bridge.KindPassthrough:
-				subj, err := subjects.ForPassthrough(ev.Type)
-				if err == nil {
-					checkSubject(t, subj, "eventgrid.")
-				}
-			case bridge.KindDeadLetter:
-				if n.Reason == "" {
-					t.Fatal("dead letter without a reason")
-				}
-			}
-		}
-		_, _ = cloudevents.Decoder{}.DecodeWebhook(body)
-	})
-}
 
 func checkSubject(t *testing.T, subj, prefix string) {
 	t.Helper()

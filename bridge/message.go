@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/textproto"
 	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -37,7 +38,7 @@ const (
 // stores an Event Grid redelivery once.
 func envelopeMsg(subject string, env *Envelope, mode Mode) (*nats.Msg, error) {
 	msg := nats.NewMsg(subject)
-	msg.Header.Set(jetstream.MsgIDHeader, env.ID)
+	msg.Header.Set(jetstream.MsgIDHeader, msgID(env.ID))
 	var err error
 	if mode == ModeBinary {
 		msg.Data, err = marshal(env.Data)
@@ -65,7 +66,7 @@ func envelopeMsg(subject string, env *Envelope, mode Mode) (*nats.Msg, error) {
 // that is to stay structured keeps its bytes as received.
 func passthroughMsg(subject string, ce *event.Event, id string, raw []byte, mode Mode) (*nats.Msg, error) {
 	msg := nats.NewMsg(subject)
-	msg.Header.Set(jetstream.MsgIDHeader, id)
+	msg.Header.Set(jetstream.MsgIDHeader, msgID(id))
 	if mode == ModeBinary {
 		h := msg.Header
 		h.Set("ce-specversion", ce.SpecVersion())
@@ -113,7 +114,7 @@ func deadLetterMsg(subject, id string, raw []byte, reason string, origin string,
 	if id == "" {
 		id = HashID(raw)
 	}
-	msg.Header.Set(jetstream.MsgIDHeader, id)
+	msg.Header.Set(jetstream.MsgIDHeader, msgID(id))
 	msg.Header.Set(HeaderError, strings.Join(strings.Fields(reason), " "))
 	if origin != "" {
 		msg.Header.Set(HeaderOrigin, origin)
@@ -124,6 +125,16 @@ func deadLetterMsg(subject, id string, raw []byte, reason string, origin string,
 	}
 	msg.Data = raw
 	return msg
+}
+
+// msgID is the Nats-Msg-Id of an event id. NATS trims header values and turns CR and LF into spaces,
+// so "a" and "a\n" would arrive as one id and the second event be dropped as a duplicate of the first;
+// an id that would change on the way is replaced by its hash.
+func msgID(id string) string {
+	if id != "" && id == textproto.TrimString(id) && !strings.ContainsAny(id, "\r\n") {
+		return id
+	}
+	return HashID([]byte(id))
 }
 
 // marshal is json.Marshal without HTML escaping: registry payloads are not HTML, and consumers that grep

@@ -240,6 +240,10 @@ func (d Decoder) decodeBinary(header http.Header, body []byte) (*Delivery, error
 	if err := ce.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: binary-mode CloudEvent: %s", ErrMalformed, oneLine(err.Error()))
 	}
+	if v := ce.SpecVersion(); v != event.CloudEventsVersionV1 {
+		// The SDK reads 0.3 too; the bridge takes 1.0 only, in binary mode as in structured mode.
+		return nil, fmt.Errorf("%w: unsupported CloudEvents specversion %q (want 1.0)", ErrMalformed, v)
+	}
 	ev := Event{
 		Schema:  SchemaCloudEvents,
 		ID:      ce.ID(),

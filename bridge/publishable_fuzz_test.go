@@ -1,0 +1,147 @@
+package bridge
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+)
+
+// fuzzServers are bridges in both output modes; prepare publishes nothing, so they need no NATS.
+func fuzzServers() map[bool]*Server {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	opts := Options{Subjects: Subjects{Prefix: "acr", Passthrough: "eventgrid"}, Passthrough: true, MaxJSONDepth: 64}
+	structured, binary := opts, opts
+	structured.Mode, binary.Mode = ModeStructured, ModeBinary
+	return map[bool]*Server{false: NewServer(structured, nil, log), true: NewServer(binary, nil, log)}
+}
+
+func addPayloadSeeds(f *testing.F, add func([]byte)) {
+	files, err := filepath.Glob(filepath.Join("testdata", "in", "*.json"))
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no sample payloads: %v", err)
+	}
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		add(b)
+	}
+}
+
+// FuzzPublishable: any body the bridge accepts, on either endpoint and in either output mode, becomes
+// messages NATS takes as they are: a literal subject under one of the bridge's prefixes, valid header
+// names, a Nats-Msg-Id that survives the trip unchanged; and every ACR envelope reads back with
+// DecodeMessage under the same id.
+func FuzzPublishable(f *testing.F) {
+	addPayloadSeeds(f, func(b []byte) { f.Add(b, false); f.Add(b, true) })
+	servers := fuzzServers()
+	f.Fuzz(func(t *testing.T, body []byte, binaryOut bool) {
+		s := servers[binaryOut]
+		r := httptest.NewRequest(http.MethodPost, "/eventgrid", nil)
+		if d, err := s.dec.Decode(r.Header, body); err == nil {
+			checkBatch(t, s, r, d, "")
+		}
+		if ev, err := s.dec.DecodeWebhook(body); err == nil {
+			checkBatch(t, s, r, &cloudevents.Delivery{Events: []cloudevents.Event{ev}}, "reg")
+		}
+	})
+}
+
+// FuzzPublishableBinary is FuzzPublishable for binary-mode CloudEvents, whose attributes arrive in headers.
+func FuzzPublishableBinary(f *testing.F) {
+	f.Add([]byte(`{"action":"push","target":{"repository":"a","tag":"1"}}`), "id-1", "/subscriptions/s/providers/Microsoft.ContainerRegistry/registries/r", TypeImagePushed, "2024-05-01T12:00:00Z", "application/json", false)
+	f.Add([]byte(`{"api":"PutBlob"}`), "id-2", "/storage", "Microsoft.Storage.BlobCreated", "", "application/json", true)
+	f.Add([]byte(`"text"`), "id-3", "s", TypeChartDeleted, "bad time", "text/plain", true)
+	servers := fuzzServers()
+	f.Fuzz(func(t *testing.T, body []byte, id, source, typ, tm, ct string, binaryOut bool) {
+		s := servers[binaryOut]
+		r := httptest.NewRequest(http.MethodPost, "/eventgrid", nil)
+		for k, v := range map[string]string{"ce-specversion": "1.0", "ce-id": id, "ce-source": source, "ce-type": typ, "ce-time": tm, "Content-Type": ct} {
+			r.Header.Set(k, v)
+		}
+		if d, err := s.dec.Decode(r.Header, body); err == nil {
+			checkBatch(t, s, r, d, "")
+		}
+	})
+}
+
+func checkBatch(t *testing.T, s *Server, r *http.Request, d *cloudevents.Delivery, registry string) {
+	t.Helper()
+	b, err := s.prepare(r, d, registry)
+	if err != nil {
+		if errors.Is(err, cloudevents.ErrMalformed) {
+			return // a validation event without a code: the whole request is 400
+		}
+		t.Fatalf("accepted body cannot be prepared: %v", err)
+	}
+	if len(b.msgs)+boolInt(b.validation != nil) == 0 && !onlyManagement(d) {
+		t.Fatalf("accepted %d events but built no message", len(d.Events)+len(d.Invalid))
+	}
+	for _, m := range b.msgs {
+		requirePublishable(t, m)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// onlyManagement reports whether a delivery holds only Event Grid subscription events, which publish nothing.
+func onlyManagement(d *cloudevents.Delivery) bool {
+	for _, ev := range d.Events {
+		if ev.Type != cloudevents.TypeSubscriptionValidation && ev.Type != cloudevents.TypeSubscriptionDeleted {
+			return false
+		}
+	}
+	return len(d.Invalid) == 0
+}
+
+func requirePublishable(t *testing.T, m *nats.Msg) {
+	t.Helper()
+	if !strings.HasPrefix(m.Subject, "acr.") && !strings.HasPrefix(m.Subject, "eventgrid.") {
+		t.Fatalf("subject %q is outside the bridge's prefixes", m.Subject)
+	}
+	if len(m.Subject) > maxSubjectLen {
+		t.Fatalf("subject of %d bytes", len(m.Subject))
+	}
+	for _, tok := range strings.Split(m.Subject, ".") {
+		if tok == "" || tok == "*" || tok == ">" || strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			t.Fatalf("subject %q has the token %q", m.Subject, tok)
+		}
+	}
+	for k := range m.Header {
+		if k == "" || strings.ContainsFunc(k, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == ':' }) {
+			t.Fatalf("header name %q", k)
+		}
+	}
+	id := m.Header.Get(jetstream.MsgIDHeader)
+	if id == "" || id != textproto.TrimString(id) || strings.ContainsAny(id, "\r\n") {
+		t.Fatalf("Nats-Msg-Id %q would not survive the trip", id)
+	}
+	if m.Subject == "acr.deadletter" || !strings.HasPrefix(m.Subject, "acr.") {
+		return
+	}
+	env, err := DecodeMessage(m)
+	if err != nil {
+		t.Fatalf("a consumer cannot read %s: %v", m.Subject, err)
+	}
+	if msgID(env.ID) != id {
+		t.Fatalf("envelope id %q, Nats-Msg-Id %q", env.ID, id)
+	}
+}

@@ -261,6 +261,9 @@ func (d Decoder) decodeBinary(header http.Header, body []byte) (*Delivery, error
 		}
 	}
 	if json.Valid(body) && !isNull(bytes.TrimSpace(body)) {
+		if !utf8.Valid(body) {
+			return nil, fmt.Errorf("%w: binary-mode CloudEvent data is JSON but not valid UTF-8", ErrMalformed)
+		}
 		if err := checkJSON(body, d.maxDepth()); err != nil {
 			return nil, fmt.Errorf("binary-mode CloudEvent data: %w", err)
 		}

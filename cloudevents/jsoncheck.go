@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 )
 
 // DefaultMaxDepth is the nesting limit of a zero Decoder. An ACR event is three levels deep; Event Grid
@@ -40,7 +41,8 @@ func checkJSON(b []byte, maxDepth int) error {
 			}
 			if n := len(stack); n > 0 && stack[n-1].isObject && nextByte(b, end+1) == ':' {
 				key := b[i+1 : end]
-				if bytes.IndexByte(key, '\\') >= 0 {
+				if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
+					// Compare keys as a decoder sees them: escapes resolved, invalid UTF-8 replaced.
 					var s string
 					if json.Unmarshal(b[i:end+1], &s) != nil {
 						return nil

@@ -586,3 +586,39 @@ func TestBinaryModePassthroughAndDeadLetter(t *testing.T) {
 	assert.Equal(t, `"not an object"`, string(msgs[1].Data))
 	assert.Contains(t, msgs[1].Header.Get("Bridge-Error"), "not a JSON object")
 }
+
+// Binary-mode data that the structured output could not carry as it is (untyped but not JSON, or text
+// that is not UTF-8) travels as data_base64, byte for byte.
+func TestBinaryDataThatIsNotJSONKeepsItsBytes(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct{ id, contentType, body string }{
+		{"raw-1", "", "{\"a\":1}\x89"},
+		{"raw-2", "application/json", "not json"},
+		{"raw-3", "text/plain", "caf\xe9"},
+	}
+	for _, tc := range tests {
+		headers := []string{"ce-specversion", "1.0", "ce-id", tc.id, "ce-source", "/s", "ce-type", "Custom.Type"}
+		if tc.contentType != "" {
+			headers = append(headers, "Content-Type", tc.contentType)
+		}
+		code, _, resp := e.post("/eventgrid", []byte(tc.body), headers...)
+		require.Equal(t, 200, code, resp)
+	}
+	code, _, resp := e.post("/eventgrid", []byte("plain text"), "ce-specversion", "1.0", "ce-id", "raw-4", "ce-source", "/s", "ce-type", "Custom.Type", "Content-Type", "text/plain")
+	require.Equal(t, 200, code, resp)
+
+	msgs := e.stored()
+	require.Len(t, msgs, 4)
+	for i, tc := range tests {
+		var ce struct {
+			ID         string          `json:"id"`
+			Data       json.RawMessage `json:"data"`
+			DataBase64 []byte          `json:"data_base64"`
+		}
+		require.NoError(t, json.Unmarshal(msgs[i].Data, &ce), string(msgs[i].Data))
+		assert.Equal(t, tc.id, ce.ID)
+		assert.Nil(t, ce.Data)
+		assert.Equal(t, []byte(tc.body), ce.DataBase64)
+	}
+	assert.Contains(t, string(msgs[3].Data), `"data":"plain text"`, "valid text stays a string")
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/textproto"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -99,11 +100,31 @@ func passthroughMsg(subject string, ce *event.Event, id string, raw []byte, mode
 		msg.Data = raw
 		return msg, nil
 	}
+	if d := ce.Data(); d != nil && !ce.DataBase64 {
+		// The SDK writes JSON-typed data (or untyped, which CloudEvents takes as JSON) verbatim and
+		// other data as a string. Binary-mode data that is neither valid JSON nor valid text for that
+		// goes as data_base64, so it arrives byte for byte instead of failing or being mangled.
+		if jsonTyped(ce.DataContentType()) {
+			ce.DataBase64 = !json.Valid(d)
+		} else {
+			ce.DataBase64 = !utf8.Valid(d)
+		}
+	}
 	var err error
 	if msg.Data, err = json.Marshal(ce); err != nil {
 		return nil, fmt.Errorf("encode event %s: %w", ce.ID(), err)
 	}
 	return msg, nil
+}
+
+// jsonTyped reports whether the CloudEvents SDK writes data of this content type as a JSON value.
+func jsonTyped(contentType string) bool {
+	mediaType, _, _ := strings.Cut(contentType, ";")
+	switch strings.ToLower(strings.TrimSpace(mediaType)) {
+	case "", event.ApplicationJSON, event.TextJSON, event.ApplicationCloudEventsJSON, event.ApplicationCloudEventsBatchJSON:
+		return true
+	}
+	return false
 }
 
 // deadLetterMsg builds the message of an event that could not be normalised: its bytes as received, the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -621,4 +623,53 @@ func TestBinaryDataThatIsNotJSONKeepsItsBytes(t *testing.T) {
 		assert.Equal(t, []byte(tc.body), ce.DataBase64)
 	}
 	assert.Contains(t, string(msgs[3].Data), `"data":"plain text"`, "valid text stays a string")
+}
+
+// Past BRIDGE_MAX_INFLIGHT deliveries, the bridge answers 503 with Retry-After at once instead of
+// queueing; the delivery that holds the slot completes normally.
+func TestInflightCap(t *testing.T) {
+	e := newEnv(t, func(s *setup) { s.opts.MaxInflight = 1 })
+
+	// The first delivery holds the only slot while its body trickles in.
+	pr, pw := io.Pipe()
+	first := make(chan int, 1)
+	go func() {
+		req, err := http.NewRequest(http.MethodPost, e.url+"/eventgrid", pr)
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	body := egPush("slot-holder", "app", "v1")
+	_, err := io.WriteString(pw, body[:10])
+	require.NoError(t, err)
+
+	var code int
+	var h http.Header
+	var resp string
+	require.Eventually(t, func() bool {
+		code, h, resp = e.post("/eventgrid", []byte(egPush("turned-away", "app", "v1")))
+		return code == http.StatusServiceUnavailable
+	}, 10*time.Second, 5*time.Millisecond, "a second delivery is turned away while the first holds the slot")
+	assert.Equal(t, "5", h.Get("Retry-After"))
+	assert.Equal(t, "temporarily unavailable, retry later\n", resp)
+
+	_, err = io.WriteString(pw, body[10:])
+	require.NoError(t, err)
+	require.NoError(t, pw.Close())
+	assert.Equal(t, 200, <-first)
+
+	msgs := e.stored()
+	require.Len(t, msgs, 1, "only the admitted delivery is stored")
+	assert.Equal(t, "slot-holder", msgs[0].Header.Get("Nats-Msg-Id"))
+
+	code, _, resp = e.post("/eventgrid", []byte(egPush("after", "app", "v1")))
+	assert.Equal(t, 200, code, resp)
 }

@@ -48,15 +48,6 @@ func with(f func(jwt.MapClaims)) jwt.MapClaims {
 	return c
 }
 
-// unsigned builds a token with alg "none" and an empty signature.
-func unsigned(t *testing.T, claims jwt.MapClaims) string {
-	tok := jwt.NewWithClaims(jwt.SigningMethodNone, claims)
-	tok.Header["kid"] = "key-1"
-	s, err := tok.SignedString(jwt.UnsafeAllowNoneSignatureType)
-	require.NoError(t, err)
-	return s
-}
-
 // hs256WithPublicKey is the key-confusion attack: HMAC-SHA256 keyed with the tenant's public key, which
 // a verifier that trusts the token's alg would accept.
 func hs256WithPublicKey(t *testing.T, tn *entratest.Tenant) string {
@@ -96,7 +87,7 @@ func TestVerify(t *testing.T) {
 	}
 
 	refused := map[string]struct{ token, reason string }{
-		"unsigned (alg none)":       {unsigned(t, entratest.Claims()), "signing method none is invalid"},
+		"unsigned (alg none)":       {entratest.Unsigned(t, entratest.Claims()), "signing method none is invalid"},
 		"HS256 with the public key": {hs256WithPublicKey(t, tn), "signing method HS256 is invalid"},
 		"RS384":                     {signWith(t, jwt.SigningMethodRS384, tn), "signing method RS384 is invalid"},
 		"expired":                   {tn.Token(t, "key-1", with(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-10 * time.Minute).Unix() })), "token is expired"},

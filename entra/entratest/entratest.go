@@ -146,3 +146,16 @@ func Sign(t testing.TB, key *rsa.PrivateKey, kid string, claims jwt.MapClaims) s
 	}
 	return s
 }
+
+// Unsigned returns a token with alg "none" and no signature, naming kid "key-1": what an attacker sends
+// to a verifier that trusts the token's own alg.
+func Unsigned(t testing.TB, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodNone, claims)
+	tok.Header["kid"] = "key-1"
+	s, err := tok.SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 )
@@ -41,6 +42,10 @@ type Options struct {
 	MaxJSONDepth int
 	// Auth says who may POST; its zero value admits everyone.
 	Auth Auth
+	// Metrics records what the bridge does; nil keeps them in a registry of the server's own.
+	Metrics *Metrics
+	// MetricsHandler, when set, is served at GET /metrics.
+	MetricsHandler http.Handler
 }
 
 // Server is the bridge's HTTP API.
@@ -52,6 +57,7 @@ type Server struct {
 	log      *slog.Logger
 	inflight chan struct{}
 	tokens   [][sha256.Size]byte
+	metrics  *Metrics
 	mux      *http.ServeMux
 }
 
@@ -65,7 +71,11 @@ func NewServer(opts Options, pub publisher, log *slog.Logger) *Server {
 		log:      log,
 		inflight: make(chan struct{}, max(opts.MaxInflight, 1)),
 		tokens:   tokenDigests(opts.Auth.Tokens),
+		metrics:  opts.Metrics,
 		mux:      http.NewServeMux(),
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	s.routes()
 	return s
@@ -128,10 +138,17 @@ func (s *Server) handleWebhook() http.Handler {
 
 // batch is the NATS messages of one request and what the sender is owed.
 type batch struct {
-	msgs       []*nats.Msg
+	msgs []*nats.Msg
+	// kinds[i] is what msgs[i] is: acr, ping, passthrough or deadletter.
+	kinds      []string
 	validation *cloudevents.Validation
 	dead       int
 	passed     int
+}
+
+func (b *batch) add(msg *nats.Msg, kind string) {
+	b.msgs = append(b.msgs, msg)
+	b.kinds = append(b.kinds, kind)
 }
 
 // prepare normalises every event of a delivery and builds its message. It publishes nothing, so that a
@@ -139,10 +156,12 @@ type batch struct {
 func (s *Server) prepare(r *http.Request, d *cloudevents.Delivery, pathRegistry string) (*batch, error) {
 	rec := recordOf(r.Context())
 	now := time.Now().UTC().Format(time.RFC3339Nano)
-	b := &batch{msgs: make([]*nats.Msg, 0, len(d.Events)+len(d.Invalid))}
+	size := len(d.Events) + len(d.Invalid)
+	b := &batch{msgs: make([]*nats.Msg, 0, size), kinds: make([]string, 0, size)}
 	for _, ev := range d.Events {
 		switch ev.Type {
 		case cloudevents.TypeSubscriptionValidation:
+			s.metrics.countReceived(ev, Normalized{})
 			v, _, err := cloudevents.ValidationOf(ev)
 			if err != nil {
 				return nil, err
@@ -151,10 +170,12 @@ func (s *Server) prepare(r *http.Request, d *cloudevents.Delivery, pathRegistry 
 			s.log.Info("Event Grid subscription validation", "event_id", ev.ID, "topic", ev.Source)
 			continue
 		case cloudevents.TypeSubscriptionDeleted:
+			s.metrics.countReceived(ev, Normalized{})
 			s.log.Warn("Event Grid subscription deleted", "event_id", ev.ID, "topic", ev.Source, "subject", ev.Subject)
 			continue
 		}
 		n := s.norm.Normalize(ev, pathRegistry, now)
+		s.metrics.countReceived(ev, n)
 		if n.Kind == KindACR || n.Kind == KindPing {
 			rec.addID(n.Envelope.ID)
 		} else {
@@ -165,22 +186,25 @@ func (s *Server) prepare(r *http.Request, d *cloudevents.Delivery, pathRegistry 
 				"event_id", n.Envelope.ID, "time", ev.Time, "used", n.Envelope.Time)
 		}
 		msg, err := s.message(ev, n, now)
+		kind := "acr"
 		var dl deadLetterError
 		switch {
 		case errors.As(err, &dl):
-			msg = s.deadLetter(ev, dl.reason)
+			msg, kind = s.deadLetter(ev, dl.reason), "deadletter"
 			b.dead++
 		case err != nil:
 			return nil, err
 		case n.Kind == KindPassthrough:
+			kind = "passthrough"
 			b.passed++
 		case n.Kind == KindPing:
+			kind = "ping"
 			s.log.Info("ACR webhook ping", "registry", n.Envelope.Data.Registry, "action", n.Envelope.Data.Action, "event_id", n.Envelope.ID)
 		}
-		b.msgs = append(b.msgs, msg)
+		b.add(msg, kind)
 	}
 	for _, inv := range d.Invalid {
-		b.msgs = append(b.msgs, deadLetterMsg(s.opts.Subjects.DeadLetter(), "", inv.Raw, inv.Reason, "", nil))
+		b.add(deadLetterMsg(s.opts.Subjects.DeadLetter(), "", inv.Raw, inv.Reason, "", nil), "deadletter")
 		b.dead++
 	}
 	return b, nil
@@ -258,14 +282,26 @@ func (s *Server) publishAndAnswer(w http.ResponseWriter, r *http.Request, b *bat
 	rec.deadLettered, rec.passedThrough = b.dead, b.passed
 	if len(b.msgs) > 0 {
 		rec.subject = b.msgs[0].Subject
+		start := time.Now()
 		acks, err := s.pub.Publish(r.Context(), b.msgs)
+		s.metrics.publishTime.Observe(time.Since(start).Seconds())
 		if err != nil {
 			s.error(w, r, err)
 			return
 		}
-		for _, a := range acks {
-			if a.Duplicate {
+		for i, kind := range b.kinds {
+			// Core NATS gives no acks: every message counts as new.
+			if i < len(acks) && acks[i].Duplicate {
 				rec.duplicates++
+				s.metrics.duplicates.Inc()
+				continue
+			}
+			s.metrics.published.WithLabelValues(kind).Inc()
+			switch kind {
+			case "deadletter":
+				s.metrics.deadLettered.Inc()
+			case "passthrough":
+				s.metrics.passedThrough.Inc()
 			}
 		}
 		if len(acks) > 0 {
@@ -349,13 +385,20 @@ func (s *Server) limitInflight(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case s.inflight <- struct{}{}:
-			defer func() { <-s.inflight }()
+			s.metrics.inflight.Inc()
+			defer func() {
+				<-s.inflight
+				s.metrics.inflight.Dec()
+			}()
 			next.ServeHTTP(w, r)
 		default:
-			s.error(w, r, fmt.Errorf("%w: %d deliveries in flight (BRIDGE_MAX_INFLIGHT)", ErrUnavailable, cap(s.inflight)))
+			s.error(w, r, fmt.Errorf("%w: %d deliveries in flight (BRIDGE_MAX_INFLIGHT)", errOverloaded, cap(s.inflight)))
 		}
 	})
 }
+
+// errOverloaded is the in-flight cap's refusal; it may pass, so it is an ErrUnavailable.
+var errOverloaded = fmt.Errorf("overloaded: %w", ErrUnavailable)
 
 func (s *Server) retryAfter() string {
 	return strconv.Itoa(max(int(s.opts.RetryAfter.Round(time.Second)/time.Second), 1))

@@ -59,18 +59,25 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// logRequests writes one record per request: status, ids, subject, stream sequence, duplicates,
+// logRequests counts every request in the metrics and writes one record per request: status, ids, subject, stream sequence, duplicates,
 // duration. Probes are logged at debug so that they do not drown the deliveries.
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &record{}
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
+		inner := r.WithContext(context.WithValue(r.Context(), recordKey{}, rec))
+		next.ServeHTTP(sw, inner)
 		code := sw.code
 		if code == 0 {
 			code = http.StatusOK
 		}
+		// The mux sets the matched pattern on the request it routes: a fixed set of routes.
+		route := inner.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		s.metrics.observeRequest(route, code, time.Since(start))
 		level := slog.LevelInfo
 		switch {
 		case code >= 500 && code != http.StatusServiceUnavailable:

@@ -32,6 +32,7 @@ func StatusOf(err error) int {
 func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 	code := StatusOf(err)
 	recordOf(r.Context()).err = err
+	s.metrics.rejected.WithLabelValues(reasonOf(err)).Inc()
 	var body string
 	switch {
 	case code == http.StatusServiceUnavailable:

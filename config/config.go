@@ -23,6 +23,7 @@ const Prefix = "BRIDGE"
 // Config is every setting of the bridge. The envconfig tags are the variable names without the prefix.
 type Config struct {
 	ListenAddr      string   `envconfig:"LISTEN_ADDR" default:":8080" desc:"HTTP listen address of the receiver"`
+	MetricsAddr     string   `envconfig:"METRICS_ADDR" desc:"listen address of a separate listener for GET /metrics; empty serves /metrics on BRIDGE_LISTEN_ADDR"`
 	DefaultRegistry string   `envconfig:"DEFAULT_REGISTRY" desc:"registry name for events that name none (no webhook path, topic or request.host)"`
 	AllowedOrigins  []string `envconfig:"ALLOWED_ORIGINS" default:"eventgrid.azure.net" desc:"comma-separated origins allowed by the CloudEvents OPTIONS handshake; * allows any"`
 	Passthrough     bool     `envconfig:"PASSTHROUGH" default:"true" desc:"publish non-ACR events unchanged under BRIDGE_PASSTHROUGH_PREFIX; false answers them 400"`
@@ -122,6 +123,11 @@ func (c Config) Validate() error {
 
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		bad("LISTEN_ADDR", "%q is not host:port", c.ListenAddr)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			bad("METRICS_ADDR", "%q is not host:port", c.MetricsAddr)
+		}
 	}
 	if _, err := c.EmbeddedNATSPort(); err != nil {
 		bad("EMBEDDED_NATS_ADDR", "%v", err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/natsbridge/acr-nats-bridge/bridge"
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
@@ -101,6 +102,18 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	opts.Auth, err = authOf(ctx, cfg, log)
 	if err != nil {
 		return err
+	}
+	reg := newRegistry(conn.nc)
+	opts.Metrics = bridge.NewMetrics(reg)
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if cfg.MetricsAddr == "" {
+		opts.MetricsHandler = metricsHandler
+	} else {
+		stopMetrics, err := serveMetrics(cfg.MetricsAddr, metricsHandler, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 	}
 	if cfg.NATSMode == "core" {
 		log.Info("publishing with core NATS: no stream, no acks, no de-duplication")

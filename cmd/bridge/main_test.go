@@ -145,6 +145,20 @@ func TestRun(t *testing.T) {
 	assert.Equal(t, uint64(1), info.State.Msgs)
 	assert.Equal(t, 10*time.Minute, info.Config.Duplicates)
 
+	resp, err = http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	for _, line := range []string{
+		"bridge_nats_connected 1",
+		`bridge_events_published_total{kind="acr"} 1`,
+		`bridge_http_requests_total{code="200",route="POST /webhooks/acr"} 1`,
+		"go_goroutines ", "process_resident_memory_bytes ",
+	} {
+		assert.Contains(t, string(metrics), line)
+	}
+
 	b.stop(t)
 	assert.NotEmpty(t, logs.field("shutting down", "timeout"))
 	_, err = http.Get("http://" + addr + "/healthz")
@@ -171,4 +185,22 @@ func TestRedactURL(t *testing.T) {
 	assert.NotContains(t, got, "s3cret")
 	assert.NotContains(t, got, "tok3n")
 	assert.True(t, strings.HasSuffix(got, "nats://c:4222"), got)
+}
+
+// With BRIDGE_METRICS_ADDR, /metrics moves to a listener of its own.
+func TestMetricsListener(t *testing.T) {
+	b := startBridge(t, map[string]string{"BRIDGE_METRICS_ADDR": "127.0.0.1:0"})
+	addr := b.logs.field("metrics listening", "addr")
+	require.NotEmpty(t, addr)
+	resp, err := http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, string(body), "bridge_nats_connected 1")
+
+	resp, err = http.Get("http://" + b.addr + "/metrics")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 404, resp.StatusCode, "not on the receiver's listener")
 }

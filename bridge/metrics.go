@@ -1,0 +1,123 @@
+package bridge
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+	"github.com/natsbridge/acr-nats-bridge/entra"
+)
+
+// Metrics are the bridge's Prometheus metrics. Labels take values from small fixed sets only, so that no
+// input can grow the number of series.
+type Metrics struct {
+	received      *prometheus.CounterVec
+	published     *prometheus.CounterVec
+	duplicates    prometheus.Counter
+	deadLettered  prometheus.Counter
+	passedThrough prometheus.Counter
+	rejected      *prometheus.CounterVec
+	requests      *prometheus.CounterVec
+	requestTime   *prometheus.HistogramVec
+	publishTime   prometheus.Histogram
+	inflight      prometheus.Gauge
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_events_received_total",
+			Help: "Events received, by origin (webhook, eventgrid, cloudevents) and type (ACR and Event Grid types by name; any other is \"other\").",
+		}, []string{"origin", "type"}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_events_published_total",
+			Help: "Messages stored for the first time (acknowledged by JetStream, or flushed in core mode), by kind: acr, ping, passthrough, deadletter.",
+		}, []string{"kind"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bridge_events_duplicates_total",
+			Help: "Messages JetStream acknowledged as duplicates of a stored Nats-Msg-Id (redeliveries).",
+		}),
+		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bridge_events_deadlettered_total",
+			Help: "Events published to the dead-letter subject because they could not be normalised.",
+		}),
+		passedThrough: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bridge_events_passed_through_total",
+			Help: "Events of other types published unchanged under the passthrough prefix.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_requests_rejected_total",
+			Help: "Deliveries refused, by reason: malformed, unauthorized, too_large, overloaded, unavailable, keys_unavailable, internal.",
+		}, []string{"reason"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_http_requests_total",
+			Help: "HTTP requests, by route and status code.",
+		}, []string{"route", "code"}),
+		requestTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "bridge_http_request_duration_seconds",
+			Help:    "Time from the request's headers to its answer, by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route"}),
+		publishTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "bridge_publish_duration_seconds",
+			Help:    "Time to publish the messages of one request and receive every acknowledgement.",
+			Buckets: []float64{.0002, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bridge_inflight_requests",
+			Help: "Deliveries being handled now (capped by BRIDGE_MAX_INFLIGHT).",
+		}),
+	}
+	reg.MustRegister(m.received, m.published, m.duplicates, m.deadLettered, m.passedThrough, m.rejected,
+		m.requests, m.requestTime, m.publishTime, m.inflight)
+	return m
+}
+
+// countReceived counts an event under its type as normalised (a webhook's type comes from its action).
+func (m *Metrics) countReceived(ev cloudevents.Event, n Normalized) {
+	t := ev.Type
+	if n.Kind == KindACR || n.Kind == KindPing {
+		t = n.Envelope.Type
+	}
+	m.received.WithLabelValues(string(ev.Schema), typeLabel(t)).Inc()
+}
+
+// typeLabel bounds the type label: the types the bridge knows by name, "other" for the rest.
+func typeLabel(t string) string {
+	switch {
+	case IsACRType(t), t == TypeImageQuarantined, t == TypePing,
+		t == cloudevents.TypeSubscriptionValidation, t == cloudevents.TypeSubscriptionDeleted:
+		return t
+	case t == "":
+		return "none"
+	}
+	return "other"
+}
+
+// reasonOf names the class of a refused delivery, for bridge_requests_rejected_total.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, cloudevents.ErrMalformed):
+		return "malformed"
+	case errors.Is(err, ErrUnauthorized), errors.Is(err, entra.ErrInvalidToken):
+		return "unauthorized"
+	case errors.Is(err, entra.ErrKeysUnavailable):
+		return "keys_unavailable"
+	case errors.Is(err, ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, errOverloaded):
+		return "overloaded"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	}
+	return "internal"
+}
+
+func (m *Metrics) observeRequest(route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.requestTime.WithLabelValues(route).Observe(d.Seconds())
+}

@@ -1,0 +1,111 @@
+package bridge_test
+
+import (
+	"bufio"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/bridge"
+)
+
+func withMetrics(s *setup) {
+	reg := prometheus.NewRegistry()
+	s.opts.Metrics = bridge.NewMetrics(reg)
+	s.opts.MetricsHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// scrape reads /metrics as Prometheus would and returns every sample by its series, as written:
+// `name{label="value",...}`.
+func (e *testEnv) scrape() map[string]float64 {
+	e.t.Helper()
+	code, _, body := e.do("GET", "/metrics", nil)
+	require.Equal(e.t, 200, code)
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		require.NoError(e.t, err, line)
+		out[line[:i]] = v
+	}
+	return out
+}
+
+func TestMetricsMove(t *testing.T) {
+	e := newEnv(t, withMetrics)
+	const push = `{"id":"m1","action":"push","timestamp":"2024-05-01T10:00:00Z","target":{"repository":"app","tag":"1"}}`
+	for range 2 {
+		code, _, resp := e.post("/webhooks/acr/reg", []byte(push))
+		require.Equal(t, 200, code, resp)
+	}
+	batch := `[` + egPush("m2", "app", "2") + `,{"id":"m3","topic":"/t","eventType":"Microsoft.Storage.BlobCreated","data":{}},` +
+		`{"id":"m4","topic":"/registries/reg","eventType":"Microsoft.ContainerRegistry.ImageDeleted","data":"oops"}]`
+	code, _, resp := e.post("/eventgrid", []byte(batch))
+	require.Equal(t, 200, code, resp)
+	code, _, _ = e.post("/eventgrid", []byte(`{nope`))
+	require.Equal(t, 400, code)
+	code, _, _ = e.post("/eventgrid", []byte(`[`+strings.Repeat(" ", 5<<20)+`]`))
+	require.Equal(t, 413, code)
+	for i := range 20 {
+		code, _, resp = e.post("/eventgrid", []byte(fmt.Sprintf(`{"id":"x%d","topic":"/t","eventType":"Hostile.Type.%d","data":{}}`, i, i)))
+		require.Equal(t, 200, code, resp)
+	}
+	code, _, _ = e.do("GET", "/healthz", nil)
+	require.Equal(t, 200, code)
+
+	m := e.scrape()
+	want := map[string]float64{
+		`bridge_events_received_total{origin="webhook",type="Microsoft.ContainerRegistry.ImagePushed"}`:    2,
+		`bridge_events_received_total{origin="eventgrid",type="Microsoft.ContainerRegistry.ImagePushed"}`:  1,
+		`bridge_events_received_total{origin="eventgrid",type="Microsoft.ContainerRegistry.ImageDeleted"}`: 1,
+		`bridge_events_received_total{origin="eventgrid",type="other"}`:                                    21,
+		`bridge_events_published_total{kind="acr"}`:                                                        2,
+		`bridge_events_published_total{kind="passthrough"}`:                                                21,
+		`bridge_events_published_total{kind="deadletter"}`:                                                 1,
+		`bridge_events_duplicates_total`:                                                                   1,
+		`bridge_events_deadlettered_total`:                                                                 1,
+		`bridge_events_passed_through_total`:                                                               21,
+		`bridge_requests_rejected_total{reason="malformed"}`:                                               1,
+		`bridge_requests_rejected_total{reason="too_large"}`:                                               1,
+		`bridge_http_requests_total{code="200",route="POST /webhooks/acr/{registry}"}`:                     2,
+		`bridge_http_requests_total{code="200",route="POST /eventgrid"}`:                                   21,
+		`bridge_http_requests_total{code="400",route="POST /eventgrid"}`:                                   1,
+		`bridge_http_requests_total{code="413",route="POST /eventgrid"}`:                                   1,
+		`bridge_http_requests_total{code="200",route="GET /healthz"}`:                                      1,
+		`bridge_publish_duration_seconds_count`:                                                            23,
+		`bridge_http_request_duration_seconds_count{route="POST /eventgrid"}`:                              23,
+		`bridge_inflight_requests`:                                                                         0,
+	}
+	for series, v := range want {
+		assert.Equal(t, v, m[series], series)
+	}
+	for series := range m {
+		assert.NotContains(t, series, "Hostile", "an event type from the input never becomes a label value")
+	}
+}
+
+func TestMetricsOfRefusals(t *testing.T) {
+	e := newEnv(t, withMetrics, withTokens, func(s *setup) { s.opts.MaxInflight = 1 })
+	code, _, _ := e.post("/eventgrid", []byte(egPush("r1", "app", "1")))
+	require.Equal(t, 401, code)
+	e.ns.Shutdown()
+	code, _, _ = e.post("/eventgrid", []byte(egPush("r2", "app", "1")), "Authorization", "Bearer "+token1)
+	require.Equal(t, 503, code)
+
+	m := e.scrape()
+	assert.Equal(t, 1.0, m[`bridge_requests_rejected_total{reason="unauthorized"}`])
+	assert.Equal(t, 1.0, m[`bridge_requests_rejected_total{reason="unavailable"}`])
+	assert.Equal(t, 1.0, m[`bridge_http_requests_total{code="401",route="POST /eventgrid"}`])
+	assert.Zero(t, m[`bridge_events_published_total{kind="acr"}`])
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/textproto"
 
 	"github.com/nats-io/nats.go"
 )
@@ -13,31 +14,44 @@ import (
 var ErrNotEnvelope = errors.New("not an ACR event envelope")
 
 // DecodeMessage turns a NATS message published by the bridge, in structured or binary mode, back into
-// its Envelope.
+// its Envelope. A JetStream consumer calls DecodeEnvelope(msg.Headers(), msg.Data()).
 func DecodeMessage(msg *nats.Msg) (*Envelope, error) {
-	if msg.Header.Get(HeaderError) != "" {
-		return nil, fmt.Errorf("%w: dead letter: %s", ErrNotEnvelope, msg.Header.Get(HeaderError))
+	return DecodeEnvelope(msg.Header, msg.Data)
+}
+
+// DecodeEnvelope is DecodeMessage for a message's headers and body.
+func DecodeEnvelope(header nats.Header, data []byte) (*Envelope, error) {
+	get := func(key string) string {
+		// NATS header names are case-sensitive; accept the canonical HTTP spelling as well, which a
+		// message relayed through HTTP may carry.
+		if v := header.Get(key); v != "" {
+			return v
+		}
+		return header.Get(textproto.CanonicalMIMEHeaderKey(key))
+	}
+	if reason := get(HeaderError); reason != "" {
+		return nil, fmt.Errorf("%w: dead letter: %s", ErrNotEnvelope, reason)
 	}
 	var env Envelope
-	if sv := msg.Header.Get("ce-specversion"); sv != "" {
+	if sv := get("ce-specversion"); sv != "" {
 		env = Envelope{
 			SpecVersion:     sv,
-			ID:              msg.Header.Get("ce-id"),
-			Source:          msg.Header.Get("ce-source"),
-			Type:            msg.Header.Get("ce-type"),
-			Subject:         msg.Header.Get("ce-subject"),
-			Time:            msg.Header.Get("ce-time"),
-			DataContentType: msg.Header.Get(contentType),
+			ID:              get("ce-id"),
+			Source:          get("ce-source"),
+			Type:            get("ce-type"),
+			Subject:         get("ce-subject"),
+			Time:            get("ce-time"),
+			DataContentType: get(contentType),
 		}
 		if !isEnvelopeType(env.Type) {
 			return nil, fmt.Errorf("%w: type %q", ErrNotEnvelope, env.Type)
 		}
-		if err := json.Unmarshal(msg.Data, &env.Data); err != nil {
+		if err := json.Unmarshal(data, &env.Data); err != nil {
 			return nil, fmt.Errorf("decode data of %s: %w", env.ID, err)
 		}
 		return &env, nil
 	}
-	if err := json.Unmarshal(msg.Data, &env); err != nil {
+	if err := json.Unmarshal(data, &env); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotEnvelope, err)
 	}
 	if env.SpecVersion == "" || env.ID == "" {

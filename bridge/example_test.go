@@ -1,0 +1,97 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsbridge/acr-nats-bridge/bridge"
+)
+
+// A message as the bridge publishes it in the default, structured mode, decoded by a consumer.
+func ExampleDecodeMessage() {
+	msg := &nats.Msg{
+		Subject: "acr.image.pushed.myregistry.team.web",
+		Header:  nats.Header{"Content-Type": {"application/cloudevents+json"}, "Nats-Msg-Id": {"cb8c3971"}},
+		Data: []byte(`{"specversion":"1.0","id":"cb8c3971","source":"acr://myregistry",
+			"type":"Microsoft.ContainerRegistry.ImagePushed","subject":"team/web:v1","time":"2024-05-01T10:00:00.1234567Z",
+			"datacontenttype":"application/json","data":{"registry":"myregistry","origin":"webhook","action":"push",
+			"target":{"repository":"team/web","tag":"v1","digest":"sha256:0123","size":524}}}`),
+	}
+	env, err := bridge.DecodeMessage(msg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(env.Type)
+	fmt.Println(env.Data.Registry, env.Data.Target.Repository, env.Data.Target.Tag, env.Data.Target.Digest, *env.Data.Target.Size)
+
+	parts, err := bridge.Subjects{Prefix: "acr"}.ParseSubject(msg.Subject)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(parts.Registry, parts.Repository)
+	// Output:
+	// Microsoft.ContainerRegistry.ImagePushed
+	// myregistry team/web v1 sha256:0123 524
+	// myregistry team/web
+}
+
+// The same event in binary mode (BRIDGE_CE_MODE=binary): attributes in ce-* headers, data in the body.
+func ExampleDecodeEnvelope_binaryMode() {
+	h := nats.Header{
+		"Ce-Specversion": {"1.0"}, "Ce-Id": {"cb8c3971"}, "Ce-Source": {"acr://myregistry"},
+		"Ce-Type": {"Microsoft.ContainerRegistry.ImageDeleted"}, "Ce-Time": {"2024-05-01T10:00:00Z"},
+		"Content-Type": {"application/json"},
+	}
+	env, err := bridge.DecodeEnvelope(h, []byte(`{"registry":"myregistry","origin":"eventgrid","target":{"repository":"team/web","digest":"sha256:0123"}}`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(env.ID, env.Type, env.Data.Target.Repository+"@"+env.Data.Target.Digest)
+	// Output: cb8c3971 Microsoft.ContainerRegistry.ImageDeleted team/web@sha256:0123
+}
+
+// A deploy bot: a durable JetStream consumer of every push to one registry, acknowledging each event once
+// handled. Dead letters and passed-through events are not envelopes; DecodeEnvelope says so.
+func Example_consumer() {
+	nc, err := nats.Connect(nats.DefaultURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	cons, err := js.CreateOrUpdateConsumer(ctx, "ACR_EVENTS", jetstream.ConsumerConfig{
+		Durable:       "deploy-bot",
+		FilterSubject: "acr.image.pushed.myregistry.>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		env, err := bridge.DecodeEnvelope(m.Headers(), m.Data())
+		if errors.Is(err, bridge.ErrNotEnvelope) {
+			_ = m.Term() // not an ACR event: never redeliver
+			return
+		}
+		if err != nil {
+			_ = m.Nak()
+			return
+		}
+		fmt.Println("deploy", env.Data.Target.Repository+":"+env.Data.Target.Tag)
+		_ = m.Ack()
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cc.Stop()
+	<-ctx.Done()
+}

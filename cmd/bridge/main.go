@@ -35,6 +35,7 @@ const usageHead = `bridge: Azure Event Grid and Azure Container Registry webhook
 Usage:
   bridge             run the bridge (configured by the environment, below)
   bridge tail [-h]   print the events arriving in NATS, one line each
+  bridge send [-h]   post sample ACR events to a bridge, as ACR or Event Grid would
   bridge -h          this help
 
 Settings (environment variables):
@@ -53,6 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return config.Usage(stdout)
 		case "tail":
 			return runTail(ctx, args[1:], stdout, stderr)
+		case "send":
+			return runSend(ctx, args[1:], stdout, stderr)
 		default:
 			return fmt.Errorf("unknown argument %q (bridge -h lists the settings)", args[0])
 		}

@@ -10,18 +10,23 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsbridge/acr-nats-bridge/bridge"
 )
 
-// runTail prints the events arriving on a subject, one line each, until ctx ends.
+// runTail prints the events arriving on a subject, one line each, until ctx ends. By default it is a
+// live core subscription; with --durable it reads the stream through a durable JetStream consumer, so
+// that it starts with what is stored and, run again, resumes where it stopped.
 func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	server := fs.String("server", envOr("BRIDGE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL")
 	raw := fs.Bool("json", false, "print each message body as received instead of one summary line")
+	durable := fs.String("durable", "", "read the stream with the durable JetStream consumer of this name (created if absent), acknowledging each event")
+	stream := fs.String("stream", envOr("BRIDGE_STREAM", "ACR_EVENTS"), "stream of --durable")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: bridge tail [--server URL] [--json] [subject]\n\nPrints events as they arrive; subject defaults to %s.>\n\n", envOr("BRIDGE_SUBJECT_PREFIX", "acr"))
+		fmt.Fprintf(stderr, "Usage: bridge tail [--server URL] [--json] [--durable NAME [--stream STREAM]] [subject]\n\nPrints events as they arrive; subject defaults to %s.>\n\n", envOr("BRIDGE_SUBJECT_PREFIX", "acr"))
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -39,6 +44,17 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("connect to %s: %w", redactURL(*server), err)
 	}
 	defer nc.Close()
+	show := func(h nats.Header, subject string, data []byte) {
+		if *raw {
+			fmt.Fprintf(stdout, "%s\n", data)
+			return
+		}
+		fmt.Fprintln(stdout, summary(h, subject, data))
+	}
+	if *durable != "" {
+		return tailDurable(ctx, nc, *stream, *durable, subject, show, stderr)
+	}
+
 	msgs := make(chan *nats.Msg, 1024)
 	if _, err := nc.ChanSubscribe(subject, msgs); err != nil {
 		return fmt.Errorf("subscribe %s: %w", subject, err)
@@ -52,23 +68,48 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		case <-ctx.Done():
 			return nil
 		case m := <-msgs:
-			if *raw {
-				fmt.Fprintf(stdout, "%s\n", m.Data)
-				continue
-			}
-			fmt.Fprintln(stdout, summary(m))
+			show(m.Header, m.Subject, m.Data)
 		}
 	}
 }
 
-// summary is one line per event: time, type, registry, repository:tag, digest.
-func summary(m *nats.Msg) string {
-	env, err := bridge.DecodeMessage(m)
+// tailDurable prints the stream's events on subject through a durable consumer, acknowledging each one
+// once printed.
+func tailDurable(ctx context.Context, nc *nats.Conn, stream, name, subject string, show func(nats.Header, string, []byte), stderr io.Writer) error {
+	js, err := jetstream.New(nc)
 	if err != nil {
-		if reason := m.Header.Get(bridge.HeaderError); reason != "" {
-			return fmt.Sprintf("%s  dead letter: %s", m.Subject, reason)
+		return err
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       name,
+		FilterSubject: subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("durable consumer %s on stream %s: %w", name, stream, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		show(m.Headers(), m.Subject(), m.Data())
+		_ = m.Ack()
+	})
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", name, err)
+	}
+	defer cc.Stop()
+	fmt.Fprintf(stderr, "reading %s from stream %s with durable consumer %s\n", subject, stream, name)
+	<-ctx.Done()
+	return nil
+}
+
+// summary is one line per event: time, type, registry, repository:tag, digest.
+func summary(h nats.Header, subject string, data []byte) string {
+	env, err := bridge.DecodeEnvelope(h, data)
+	if err != nil {
+		if reason := h.Get(bridge.HeaderError); reason != "" {
+			return fmt.Sprintf("%s  dead letter: %s", subject, reason)
 		}
-		return fmt.Sprintf("%s  %d bytes (%s)", m.Subject, len(m.Data), strings.TrimPrefix(err.Error(), bridge.ErrNotEnvelope.Error()+": "))
+		return fmt.Sprintf("%s  %d bytes (%s)", subject, len(data), strings.TrimPrefix(err.Error(), bridge.ErrNotEnvelope.Error()+": "))
 	}
 	ref, digest := "-", "-"
 	if t := env.Data.Target; t != nil {

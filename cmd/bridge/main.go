@@ -36,6 +36,8 @@ Usage:
   bridge             run the bridge (configured by the environment, below)
   bridge tail [-h]   print the events arriving in NATS, one line each
   bridge send [-h]   post sample ACR events to a bridge, as ACR or Event Grid would
+  bridge healthcheck [URL]
+                     exit 0 if the bridge's /readyz (default on BRIDGE_LISTEN_ADDR) answers 200
   bridge -h          this help
 
 Settings (environment variables):
@@ -56,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runTail(ctx, args[1:], stdout, stderr)
 		case "send":
 			return runSend(ctx, args[1:], stdout, stderr)
+		case "healthcheck":
+			return runHealthcheck(ctx, args[1:], stdout)
 		default:
 			return fmt.Errorf("unknown argument %q (bridge -h lists the settings)", args[0])
 		}

@@ -1,0 +1,161 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"debug/elf"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/config"
+)
+
+// configVars are the names of every BRIDGE_* variable the bridge reads.
+func configVars() map[string]bool {
+	vars := map[string]bool{}
+	typ := reflect.TypeOf(config.Config{})
+	for i := range typ.NumField() {
+		vars[config.Prefix+"_"+typ.Field(i).Tag.Get("envconfig")] = true
+	}
+	return vars
+}
+
+// TestComposeFile loads docker-compose.yml with the compose-spec loader, as `docker compose` does, and
+// checks what `docker compose up` would run.
+func TestComposeFile(t *testing.T) {
+	opts, err := cli.NewProjectOptions([]string{filepath.Join("..", "docker-compose.yml")},
+		cli.WithWorkingDirectory(".."), cli.WithOsEnv)
+	require.NoError(t, err)
+	p, err := opts.LoadProject(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, "acr-nats-bridge", p.Name)
+
+	nats, err := p.GetService("nats")
+	require.NoError(t, err)
+	bridge, err := p.GetService("bridge")
+	require.NoError(t, err)
+	consumer, err := p.GetService("consumer")
+	require.NoError(t, err)
+
+	// NATS: JetStream config mounted, data on a named volume, a health check of JetStream itself.
+	assert.Equal(t, []string{"-c", "/etc/nats/nats.conf"}, []string(nats.Command))
+	var mountsConf, mountsData bool
+	for _, v := range nats.Volumes {
+		mountsConf = mountsConf || (v.Target == "/etc/nats/nats.conf" && strings.HasSuffix(v.Source, filepath.Join("deployments", "nats", "nats.conf")))
+		mountsData = mountsData || (v.Type == "volume" && v.Source == "nats-data" && v.Target == "/data")
+	}
+	assert.True(t, mountsConf, "nats.conf mounted")
+	assert.True(t, mountsData, "JetStream data on the named volume")
+	assert.Contains(t, p.Volumes, "nats-data")
+	require.NotNil(t, nats.HealthCheck)
+	assert.Contains(t, strings.Join(nats.HealthCheck.Test, " "), "/healthz?js-enabled-only=true")
+
+	// The bridge: built from this repository, published on 8080, configured only with variables it
+	// knows, healthy only when /readyz is, started after NATS is healthy.
+	require.NotNil(t, bridge.Build)
+	assert.Equal(t, filepath.Clean(filepath.Join("..")), filepath.Clean(relTo(t, bridge.Build.Context)))
+	require.Len(t, bridge.Ports, 1)
+	assert.Equal(t, uint32(8080), bridge.Ports[0].Target)
+	assert.Equal(t, "8080", bridge.Ports[0].Published)
+	known := configVars()
+	for name := range bridge.Environment {
+		assert.True(t, known[name], "bridge environment %s is not a BRIDGE_* setting", name)
+	}
+	assert.Equal(t, "nats://nats:4222", *bridge.Environment["BRIDGE_NATS_URL"])
+	require.NotNil(t, bridge.HealthCheck)
+	assert.Equal(t, []string{"CMD", "/bridge", "healthcheck"}, []string(bridge.HealthCheck.Test))
+	assert.Equal(t, "service_healthy", bridge.DependsOn["nats"].Condition)
+
+	// The demo consumer: the bridge binary's tail, with a durable consumer, once the bridge (and so
+	// the stream) is up.
+	assert.Equal(t, "tail", consumer.Command[0])
+	assert.Contains(t, []string(consumer.Command), "--durable")
+	assert.Equal(t, "service_healthy", consumer.DependsOn["bridge"].Condition)
+	for name := range consumer.Environment {
+		assert.True(t, known[name], "consumer environment %s is not a BRIDGE_* setting", name)
+	}
+
+	// The environment compose gives the bridge is a valid configuration.
+	for name, v := range bridge.Environment {
+		if v != nil {
+			t.Setenv(name, *v)
+		}
+	}
+	cfg, err := config.Load()
+	require.NoError(t, err)
+	assert.False(t, cfg.AuthEnabled(), "an empty BRIDGE_AUTH_TOKENS leaves authentication off")
+}
+
+func relTo(t *testing.T, path string) string {
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	rel, err := filepath.Rel(wd, path)
+	require.NoError(t, err)
+	return rel
+}
+
+// The NATS configuration of the compose file is one nats-server accepts, with JetStream on and a max
+// payload above Event Grid's 1 MB event.
+func TestNATSConfig(t *testing.T) {
+	opts, err := server.ProcessConfigFile(filepath.Join("..", "deployments", "nats", "nats.conf"))
+	require.NoError(t, err)
+	assert.True(t, opts.JetStream)
+	assert.Greater(t, opts.MaxPayload, int32(1<<20))
+	assert.Equal(t, "/data", opts.StoreDir)
+}
+
+// TestDockerBuildCommand runs the Dockerfile's own `go build` line, so that the image build cannot break
+// unnoticed where no Docker engine runs, and checks that it makes a static binary for a non-root,
+// distroless image.
+func TestDockerBuildCommand(t *testing.T) {
+	f, err := os.Open(filepath.Join("..", "Dockerfile"))
+	require.NoError(t, err)
+	defer f.Close()
+	var build, user string
+	var froms []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(line, "RUN ") && strings.Contains(line, "go build"):
+			build = strings.TrimPrefix(line, "RUN ")
+		case strings.HasPrefix(line, "FROM "):
+			froms = append(froms, strings.Fields(line)[1])
+		case strings.HasPrefix(line, "USER "):
+			user = strings.TrimPrefix(line, "USER ")
+		}
+	}
+	require.NotEmpty(t, build, "the Dockerfile builds with go build")
+	require.Len(t, froms, 2, "multi-stage")
+	assert.True(t, strings.HasPrefix(froms[0], "golang:1.26"), "the build stage's Go is the module's: %s", froms[0])
+	assert.Contains(t, froms[1], "distroless/static")
+	assert.NotEmpty(t, user)
+	assert.NotContains(t, []string{"root", "0", "0:0"}, user)
+
+	out := filepath.Join(t.TempDir(), "bridge")
+	build = strings.Replace(build, "/out/bridge", out, 1)
+	cmd := exec.Command("sh", "-c", build)
+	cmd.Dir = ".."
+	cmd.Env = os.Environ()
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s\n%s", build, b)
+
+	bin, err := elf.Open(out)
+	require.NoError(t, err)
+	defer bin.Close()
+	for _, p := range bin.Progs {
+		assert.NotEqual(t, elf.PT_INTERP, p.Type, "static: no dynamic loader")
+	}
+	help, err := exec.Command(out, "-h").CombinedOutput()
+	require.NoError(t, err, string(help))
+	assert.Contains(t, string(help), "BRIDGE_NATS_URL")
+}

@@ -1,0 +1,237 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/natsbridge/acr-nats-bridge/config"
+)
+
+// k8sObject holds the fields of the manifests the test reads.
+type k8sObject struct {
+	Kind     string `yaml:"kind"`
+	Metadata struct {
+		Name string `yaml:"name"`
+	} `yaml:"metadata"`
+	StringData map[string]string `yaml:"stringData"`
+	Spec       struct {
+		Selector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"selector"`
+		ScaleTargetRef struct{ Kind, Name string } `yaml:"scaleTargetRef"`
+		MinAvailable   int                         `yaml:"minAvailable"`
+		MinReplicas    int                         `yaml:"minReplicas"`
+		Ports          []struct {
+			Name       string `yaml:"name"`
+			TargetPort string `yaml:"targetPort"`
+		} `yaml:"ports"`
+		Template struct {
+			Spec struct {
+				TerminationGracePeriodSeconds int `yaml:"terminationGracePeriodSeconds"`
+				SecurityContext               struct {
+					RunAsNonRoot bool `yaml:"runAsNonRoot"`
+					RunAsUser    int  `yaml:"runAsUser"`
+				} `yaml:"securityContext"`
+				Containers []k8sContainer `yaml:"containers"`
+			} `yaml:"spec"`
+		} `yaml:"template"`
+	} `yaml:"spec"`
+}
+
+type k8sContainer struct {
+	Ports []struct {
+		Name          string `yaml:"name"`
+		ContainerPort int    `yaml:"containerPort"`
+	} `yaml:"ports"`
+	Env []struct {
+		Name      string `yaml:"name"`
+		Value     string `yaml:"value"`
+		ValueFrom *struct {
+			SecretKeyRef struct{ Name, Key string } `yaml:"secretKeyRef"`
+		} `yaml:"valueFrom"`
+	} `yaml:"env"`
+	LivenessProbe  k8sProbe `yaml:"livenessProbe"`
+	ReadinessProbe k8sProbe `yaml:"readinessProbe"`
+	Lifecycle struct {
+		PreStop struct {
+			Sleep struct{ Seconds int } `yaml:"sleep"`
+		} `yaml:"preStop"`
+	} `yaml:"lifecycle"`
+	Resources struct {
+		Requests map[string]string `yaml:"requests"`
+		Limits   map[string]string `yaml:"limits"`
+	} `yaml:"resources"`
+	SecurityContext struct {
+		AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
+		ReadOnlyRootFilesystem   bool  `yaml:"readOnlyRootFilesystem"`
+		Capabilities             struct {
+			Drop []string `yaml:"drop"`
+		} `yaml:"capabilities"`
+	} `yaml:"securityContext"`
+}
+
+type k8sProbe struct {
+	HTTPGet struct{ Path, Port string } `yaml:"httpGet"`
+}
+
+// TestKubernetesManifests parses every Kubernetes manifest and checks it against the bridge: settings it
+// knows and accepts, probes on its endpoints, a grace period longer than its shutdown, non-root.
+func TestKubernetesManifests(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "deployments", "kubernetes", "*.yaml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	objects := map[string]k8sObject{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		for {
+			var o k8sObject
+			err := dec.Decode(&o)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			require.NoError(t, err, f)
+			objects[o.Kind] = o
+		}
+	}
+	for _, kind := range []string{"Secret", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"} {
+		require.Contains(t, objects, kind)
+	}
+	dep := objects["Deployment"]
+	pod := dep.Spec.Template.Spec
+	require.Len(t, pod.Containers, 1)
+	c := pod.Containers[0]
+
+	known := configVars()
+	secret := objects["Secret"]
+	env := map[string]string{}
+	for _, e := range c.Env {
+		assert.True(t, known[e.Name], "%s is not a BRIDGE_* setting", e.Name)
+		v := e.Value
+		if e.ValueFrom != nil {
+			assert.Equal(t, secret.Metadata.Name, e.ValueFrom.SecretKeyRef.Name)
+			require.Contains(t, secret.StringData, e.ValueFrom.SecretKeyRef.Key)
+			v = secret.StringData[e.ValueFrom.SecretKeyRef.Key]
+		}
+		env[e.Name] = v
+	}
+	for k := range secret.StringData {
+		assert.True(t, known[k], "secret key %s is not a BRIDGE_* setting", k)
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	cfg, err := config.Load()
+	require.NoError(t, err, "the Deployment's settings are valid")
+	assert.True(t, cfg.AuthEnabled(), "a public bridge authenticates")
+
+	ports := map[string]int{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	assert.Equal(t, ":"+strconv.Itoa(ports["http"]), cfg.ListenAddr)
+	assert.Equal(t, ":"+strconv.Itoa(ports["metrics"]), cfg.MetricsAddr)
+	assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
+	assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
+	assert.Contains(t, ports, c.LivenessProbe.HTTPGet.Port)
+	assert.Contains(t, ports, c.ReadinessProbe.HTTPGet.Port)
+	for _, p := range objects["Service"].Spec.Ports {
+		assert.Contains(t, ports, p.TargetPort, "Service port %s", p.Name)
+	}
+	grace := time.Duration(pod.TerminationGracePeriodSeconds) * time.Second
+	preStop := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	assert.Greater(t, grace, cfg.ShutdownTimeout+preStop, "Kubernetes waits for the bridge's own shutdown")
+
+	assert.True(t, pod.SecurityContext.RunAsNonRoot)
+	assert.NotZero(t, pod.SecurityContext.RunAsUser)
+	require.NotNil(t, c.SecurityContext.AllowPrivilegeEscalation)
+	assert.False(t, *c.SecurityContext.AllowPrivilegeEscalation)
+	assert.True(t, c.SecurityContext.ReadOnlyRootFilesystem)
+	assert.Equal(t, []string{"ALL"}, c.SecurityContext.Capabilities.Drop)
+	assert.NotEmpty(t, c.Resources.Requests["cpu"])
+	assert.NotEmpty(t, c.Resources.Limits["memory"])
+
+	assert.Equal(t, dep.Spec.Selector.MatchLabels, objects["PodDisruptionBudget"].Spec.Selector.MatchLabels)
+	assert.Equal(t, 1, objects["PodDisruptionBudget"].Spec.MinAvailable)
+	hpa := objects["HorizontalPodAutoscaler"]
+	assert.Equal(t, "Deployment", hpa.Spec.ScaleTargetRef.Kind)
+	assert.Equal(t, dep.Metadata.Name, hpa.Spec.ScaleTargetRef.Name)
+	assert.GreaterOrEqual(t, hpa.Spec.MinReplicas, 2, "a PDB of minAvailable 1 needs two replicas to let a node drain")
+}
+
+// TestStreamDefinition reads the R3 stream definition as JetStream's API does, checks it against what
+// the bridge publishes and creates, and has a real nats-server create it (as R1: one server).
+func TestStreamDefinition(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "deployments", "nats", "stream-acr-events.json"))
+	require.NoError(t, err)
+	var sc jetstream.StreamConfig
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(&sc))
+
+	defaults, err := config.Load()
+	require.NoError(t, err)
+	assert.Equal(t, defaults.Stream, sc.Name)
+	assert.Equal(t, []string{defaults.SubjectPrefix + ".>", defaults.PassthroughPrefix + ".>"}, sc.Subjects)
+	assert.Equal(t, defaults.StreamDuplicateWindow, sc.Duplicates)
+	assert.Equal(t, defaults.StreamMaxAge, sc.MaxAge)
+	assert.Equal(t, 3, sc.Replicas)
+	assert.Equal(t, jetstream.FileStorage, sc.Storage)
+	assert.GreaterOrEqual(t, sc.MaxMsgSize, int32(defaults.EmbeddedNATSMaxPayload))
+
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: t.TempDir(), MaxPayload: 8 << 20, NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	go ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	sc.Replicas = 1
+	_, err = js.CreateStream(context.Background(), sc)
+	require.NoError(t, err)
+}
+
+// TestAzureFiles checks the Azure deployment files point Event Grid and ACR at the bridge's endpoints
+// with the settings the README promises; the script must at least parse.
+func TestAzureFiles(t *testing.T) {
+	bicep, err := os.ReadFile(filepath.Join("..", "deployments", "azure", "main.bicep"))
+	require.NoError(t, err)
+	for _, want := range []string{
+		"'${bridgeUrl}/eventgrid'", "'${bridgeUrl}/webhooks/acr/${registryName}'", "'CloudEventSchemaV1_0'",
+		"azureActiveDirectoryTenantId", "azureActiveDirectoryApplicationIdOrUri", "deliveryAttributeMappings",
+		"maxDeliveryAttempts", "deadLetterDestination", "Microsoft.ContainerRegistry/registries/webhooks",
+		"'Bearer ${bridgeToken}'",
+	} {
+		assert.Contains(t, string(bicep), want)
+	}
+	script := filepath.Join("..", "deployments", "azure", "connect.sh")
+	out, err := exec.Command("bash", "-n", script).CombinedOutput()
+	require.NoError(t, err, string(out))
+	sh, err := os.ReadFile(script)
+	require.NoError(t, err)
+	for _, want := range []string{`"$url/eventgrid"`, `"$url/webhooks/acr/$registry"`, "cloudeventschemav1_0", "--deadletter-identity-endpoint", "--headers"} {
+		assert.Contains(t, string(sh), want, fmt.Sprintf("connect.sh: %s", want))
+	}
+}

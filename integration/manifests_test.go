@@ -69,7 +69,7 @@ type k8sContainer struct {
 	} `yaml:"env"`
 	LivenessProbe  k8sProbe `yaml:"livenessProbe"`
 	ReadinessProbe k8sProbe `yaml:"readinessProbe"`
-	Lifecycle struct {
+	Lifecycle      struct {
 		PreStop struct {
 			Sleep struct{ Seconds int } `yaml:"sleep"`
 		} `yaml:"preStop"`

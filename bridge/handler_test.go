@@ -455,8 +455,10 @@ func TestStreamMissing(t *testing.T) {
 		code, h, resp := e.post("/eventgrid", []byte(egPush("m-1", "web", "1")))
 		assert.Equal(t, 503, code, resp)
 		assert.Equal(t, "5", h.Get("Retry-After"))
-		code, _, _ = e.do("GET", "/readyz", nil)
+		code, _, body := e.do("GET", "/readyz", nil)
 		assert.Equal(t, 503, code)
+		assert.Contains(t, body, "stream ACR_EVENTS: ", "the README troubleshooting quotes this")
+		assert.Contains(t, body, "stream not found")
 	})
 	t.Run("deleted while running: re-created", func(t *testing.T) {
 		e := newEnv(t)

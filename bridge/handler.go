@@ -161,7 +161,7 @@ func (s *Server) prepare(r *http.Request, d *cloudevents.Delivery, pathRegistry 
 	for _, ev := range d.Events {
 		switch ev.Type {
 		case cloudevents.TypeSubscriptionValidation:
-			s.metrics.countReceived(ev, Normalized{})
+			s.metrics.countReceived(ev, ev.Type)
 			v, _, err := cloudevents.ValidationOf(ev)
 			if err != nil {
 				return nil, err
@@ -170,12 +170,16 @@ func (s *Server) prepare(r *http.Request, d *cloudevents.Delivery, pathRegistry 
 			s.log.Info("Event Grid subscription validation", "event_id", ev.ID, "topic", ev.Source)
 			continue
 		case cloudevents.TypeSubscriptionDeleted:
-			s.metrics.countReceived(ev, Normalized{})
+			s.metrics.countReceived(ev, ev.Type)
 			s.log.Warn("Event Grid subscription deleted", "event_id", ev.ID, "topic", ev.Source, "subject", ev.Subject)
 			continue
 		}
 		n := s.norm.Normalize(ev, pathRegistry, now)
-		s.metrics.countReceived(ev, n)
+		if n.Kind == KindACR || n.Kind == KindPing {
+			s.metrics.countReceived(ev, n.Envelope.Type)
+		} else {
+			s.metrics.countReceived(ev, ev.Type)
+		}
 		if n.Kind == KindACR || n.Kind == KindPing {
 			rec.addID(n.Envelope.ID)
 		} else {

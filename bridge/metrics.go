@@ -77,13 +77,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// countReceived counts an event under its type as normalised (a webhook's type comes from its action).
-func (m *Metrics) countReceived(ev cloudevents.Event, n Normalized) {
-	t := ev.Type
-	if n.Kind == KindACR || n.Kind == KindPing {
-		t = n.Envelope.Type
-	}
-	m.received.WithLabelValues(string(ev.Schema), typeLabel(t)).Inc()
+// countReceived counts an event of the given type (for ACR events the type as normalised: a webhook's
+// comes from its action).
+func (m *Metrics) countReceived(ev cloudevents.Event, typ string) {
+	m.received.WithLabelValues(string(ev.Schema), typeLabel(typ)).Inc()
 }
 
 // typeLabel bounds the type label: the types the bridge knows by name, "other" for the rest.

@@ -63,6 +63,8 @@ func TestMetricsMove(t *testing.T) {
 	}
 	code, _, _ = e.do("GET", "/healthz", nil)
 	require.Equal(t, 200, code)
+	code, _, resp = e.post("/eventgrid", []byte(`[{"id":"v","eventType":"Microsoft.EventGrid.SubscriptionValidationEvent","data":{"validationCode":"c"}}]`))
+	require.Equal(t, 200, code, resp)
 
 	m := e.scrape()
 	want := map[string]float64{
@@ -79,12 +81,12 @@ func TestMetricsMove(t *testing.T) {
 		`bridge_requests_rejected_total{reason="malformed"}`:                                               1,
 		`bridge_requests_rejected_total{reason="too_large"}`:                                               1,
 		`bridge_http_requests_total{code="200",route="POST /webhooks/acr/{registry}"}`:                     2,
-		`bridge_http_requests_total{code="200",route="POST /eventgrid"}`:                                   21,
+		`bridge_http_requests_total{code="200",route="POST /eventgrid"}`:                                   22,
 		`bridge_http_requests_total{code="400",route="POST /eventgrid"}`:                                   1,
 		`bridge_http_requests_total{code="413",route="POST /eventgrid"}`:                                   1,
 		`bridge_http_requests_total{code="200",route="GET /healthz"}`:                                      1,
 		`bridge_publish_duration_seconds_count`:                                                            23,
-		`bridge_http_request_duration_seconds_count{route="POST /eventgrid"}`:                              23,
+		`bridge_http_request_duration_seconds_count{route="POST /eventgrid"}`:                              24,
 		`bridge_inflight_requests`:                                                                         0,
 	}
 	for series, v := range want {
@@ -92,6 +94,7 @@ func TestMetricsMove(t *testing.T) {
 	}
 	for series := range m {
 		assert.NotContains(t, series, "Hostile", "an event type from the input never becomes a label value")
+		assert.NotContains(t, series, `type="none"`, "every event received has a type")
 	}
 }
 

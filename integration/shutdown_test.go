@@ -155,5 +155,5 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	t.Logf("%d requests answered 200 and stored whole; %d refused after the listener closed (%d stored none, %d stored whole without an answer); %d events in the stream",
 		ok, refused, none, whole, len(stored))
 	assert.Contains(t, p.out.String(), "shutting down")
-	assert.Contains(t, p.out.String(), "NATS connection closed")
+	assert.Contains(t, p.out.String(), "NATS connection drained and closed")
 }

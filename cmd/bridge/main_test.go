@@ -161,6 +161,7 @@ func TestRun(t *testing.T) {
 
 	b.stop(t)
 	assert.NotEmpty(t, logs.field("shutting down", "timeout"))
+	assert.Contains(t, logs.String(), `"msg":"NATS connection drained and closed"`)
 	_, err = http.Get("http://" + addr + "/healthz")
 	assert.Error(t, err, "the listener is closed")
 }

@@ -48,7 +48,6 @@ func connectNATS(ctx context.Context, cfg config.Config, log *slog.Logger) (*nat
 			log.Warn("NATS disconnected", "error", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
-		nats.ClosedHandler(func(nc *nats.Conn) { log.Info("NATS connection closed") }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("NATS error", "error", err) }),
 	}
 	if cfg.NATSCreds != "" {
@@ -136,10 +135,17 @@ func (c *natsConn) close(log *slog.Logger) {
 	for deadline := time.Now().Add(10 * time.Second); !c.nc.IsClosed() && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
+	if !c.nc.IsClosed() {
+		log.Warn("NATS drain did not finish in 10s; closing")
+		c.nc.Close()
+	}
 	if c.embedded != nil {
 		c.embedded.Shutdown()
 		c.embedded.WaitForShutdown()
 	}
+	// Logged here rather than from the ClosedHandler, which runs on its own goroutine and could lose the
+	// race with the process's exit.
+	log.Info("NATS connection drained and closed")
 }
 
 // redactURL hides user information (passwords, tokens) in a NATS URL list before it reaches a log.

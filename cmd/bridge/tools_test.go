@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,30 +12,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// syncWriter lets a test read what a running command has printed so far.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // runUntil runs the bridge's command line in the background until stop is called, once it has said
 // on stderr that it listens or reads.
-func runUntil(t *testing.T, args ...string) (out *syncWriter, stop func()) {
+func runUntil(t *testing.T, args ...string) (out *logSink, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out, errs := &syncWriter{}, &syncWriter{}
+	out, errs := &logSink{}, &logSink{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, out, errs) }()
 	require.Eventually(t, func() bool {

@@ -630,7 +630,7 @@ func TestBinaryDataThatIsNotJSONKeepsItsBytes(t *testing.T) {
 // Past BRIDGE_MAX_INFLIGHT deliveries, the bridge answers 503 with Retry-After at once instead of
 // queueing; the delivery that holds the slot completes normally.
 func TestInflightCap(t *testing.T) {
-	e := newEnv(t, func(s *setup) { s.opts.MaxInflight = 1 })
+	e := newEnv(t, withMetrics, func(s *setup) { s.opts.MaxInflight = 1 })
 
 	// The first delivery holds the only slot while its body trickles in.
 	pr, pw := io.Pipe()
@@ -653,13 +653,10 @@ func TestInflightCap(t *testing.T) {
 	_, err := io.WriteString(pw, body[:10])
 	require.NoError(t, err)
 
-	var code int
-	var h http.Header
-	var resp string
-	require.Eventually(t, func() bool {
-		code, h, resp = e.post("/eventgrid", []byte(egPush("turned-away", "app", "v1")))
-		return code == http.StatusServiceUnavailable
-	}, 10*time.Second, 5*time.Millisecond, "a second delivery is turned away while the first holds the slot")
+	require.Eventually(t, func() bool { return e.scrape()["bridge_inflight_requests"] == 1 },
+		10*time.Second, 5*time.Millisecond, "the first delivery holds the slot")
+	code, h, resp := e.post("/eventgrid", []byte(egPush("turned-away", "app", "v1")))
+	assert.Equal(t, http.StatusServiceUnavailable, code, "a second delivery is turned away while the first holds the slot")
 	assert.Equal(t, "5", h.Get("Retry-After"))
 	assert.Equal(t, "temporarily unavailable, retry later\n", resp)
 

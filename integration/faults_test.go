@@ -1,0 +1,280 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// ledger is what the senders of a fault test saw: every event acknowledged with 200, and every status.
+type ledger struct {
+	mu       sync.Mutex
+	acked    map[string]int
+	statuses map[string]int
+}
+
+func newLedger() *ledger { return &ledger{acked: map[string]int{}, statuses: map[string]int{}} }
+
+func (l *ledger) status(s string) {
+	l.mu.Lock()
+	l.statuses[s]++
+	l.mu.Unlock()
+}
+
+func (l *ledger) ack(id string) {
+	l.mu.Lock()
+	l.acked[id]++
+	l.mu.Unlock()
+}
+
+// load sends single Event Grid events to url from workers senders until stop is closed. Each event is
+// retried as Event Grid does (after a 503, a timeout or a refused connection) until it is answered 200
+// or ctx ends; stopping lets the events under way finish first.
+func load(ctx context.Context, url string, workers int, stop <-chan struct{}, l *ledger) *sync.WaitGroup {
+	client := &http.Client{Timeout: 15 * time.Second}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("w%d-e%d", w, i)
+				body := pushEvent(id)
+				for ctx.Err() == nil {
+					req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/eventgrid", bytes.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					resp, err := client.Do(req)
+					if err != nil {
+						l.status("transport error")
+						time.Sleep(20 * time.Millisecond)
+						continue
+					}
+					answer, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					l.status(fmt.Sprint(resp.StatusCode))
+					if resp.StatusCode == http.StatusOK {
+						if bytes.Contains(answer, []byte(`"duplicates":1`)) {
+							// Stored by an earlier attempt whose answer was lost: a redelivery.
+							l.status("200 duplicate")
+						}
+						l.ack(id)
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	return &wg
+}
+
+// requireAllStoredOnce compares what the senders were told with what the stream holds: every
+// acknowledged event exactly once, and nothing the senders did not send.
+func requireAllStoredOnce(t *testing.T, l *ledger, stored map[string]int) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	require.Greater(t, len(l.acked), 500, "the load ran")
+	var missing, twice []string
+	for id := range l.acked {
+		switch stored[id] {
+		case 0:
+			missing = append(missing, id)
+		case 1:
+		default:
+			twice = append(twice, id)
+		}
+	}
+	sort.Strings(missing)
+	assert.Empty(t, missing, "acknowledged but not stored")
+	assert.Empty(t, twice, "stored more than once")
+	assert.Len(t, stored, len(l.acked), "the stream holds nothing else")
+	t.Logf("acknowledged %d events, stream holds %d distinct; statuses seen: %v", len(l.acked), len(stored), l.statuses)
+}
+
+// count is how many events have been acknowledged so far.
+func (l *ledger) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
+// recovered waits until n more events than now are acknowledged: the bridge serves again.
+func recovered(t *testing.T, l *ledger, n int) {
+	t.Helper()
+	from := l.count()
+	require.Eventually(t, func() bool { return l.count() >= from+n }, 60*time.Second, 20*time.Millisecond,
+		"no %d events acknowledged after the fault", n)
+}
+
+// finish lets the load run a little longer, stops it and waits for the events under way.
+func finish(t *testing.T, ctx context.Context, stop chan struct{}, wg *sync.WaitGroup) {
+	t.Helper()
+	time.Sleep(time.Second)
+	close(stop)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("the senders did not finish in time")
+	}
+}
+
+// NATS SIGKILLed mid-load and restarted on the same file store: senders get 503 meanwhile and retry;
+// every acknowledged event is stored exactly once.
+func TestNATSKilledMidLoad(t *testing.T) {
+	port := freePort(t)
+	store := t.TempDir()
+	ns := natsServer(t, port, store)
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	_, url := bridgeProcess(t, "BRIDGE_NATS_URL="+natsURL, "BRIDGE_PUBLISH_TIMEOUT=2s")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	l := newLedger()
+	stop := make(chan struct{})
+	wg := load(ctx, url, 8, stop, l)
+	time.Sleep(500 * time.Millisecond)
+	ns.stop(syscall.SIGKILL)
+	time.Sleep(time.Second)
+	natsServer(t, port, store)
+	recovered(t, l, 500)
+	finish(t, ctx, stop, wg)
+
+	requireAllStoredOnce(t, l, storedIDs(t, natsURL))
+	assert.Positive(t, l.statuses["503"], "the outage was seen as 503")
+}
+
+// The bridge SIGKILLed mid-load and restarted: requests cut off are retried, nothing acknowledged is lost,
+// and the redelivery of an event stored just before the kill is de-duplicated.
+func TestBridgeKilledMidLoad(t *testing.T) {
+	port := freePort(t)
+	natsServer(t, port, t.TempDir())
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env := []string{"BRIDGE_NATS_URL=" + natsURL}
+	first := bridgeAt(t, listen, env...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	l := newLedger()
+	stop := make(chan struct{})
+	wg := load(ctx, "http://"+listen, 8, stop, l)
+	time.Sleep(500 * time.Millisecond)
+	first.stop(syscall.SIGKILL)
+	time.Sleep(500 * time.Millisecond)
+	bridgeAt(t, listen, env...)
+	recovered(t, l, 500)
+	finish(t, ctx, stop, wg)
+
+	stored := storedIDs(t, natsURL)
+	requireAllStoredOnce(t, l, stored)
+	assert.Positive(t, l.statuses["transport error"], "the kill cut requests off")
+}
+
+// bridgeAt starts the built bridge listening on addr and waits until it serves.
+func bridgeAt(t *testing.T, addr string, env ...string) *proc {
+	t.Helper()
+	p := start(t, append([]string{"BRIDGE_LISTEN_ADDR=" + addr}, env...), bridgeBin)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 20*time.Second, 20*time.Millisecond, "bridge did not become ready")
+	return p
+}
+
+// A three-node NATS cluster with an R3 stream: the stream leader is SIGKILLed mid-load. The bridge keeps
+// serving, and no acknowledged event is lost.
+func TestClusterNodeKilled(t *testing.T) {
+	type node struct {
+		name        string
+		port, cport int
+		p           *proc
+	}
+	nodes := make([]*node, 3)
+	var routes []string
+	for i := range nodes {
+		nodes[i] = &node{name: fmt.Sprintf("n%d", i+1), port: freePort(t), cport: freePort(t)}
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", nodes[i].cport))
+	}
+	var urls []string
+	for _, n := range nodes {
+		n.p = start(t, nil, natsServerBin, "-a", "127.0.0.1", "-p", fmt.Sprint(n.port), "-n", n.name,
+			"-js", "-sd", t.TempDir(), "--cluster_name", "bridge-test",
+			"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", n.cport), "--routes", strings.Join(routes, ","))
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", n.port))
+	}
+	for _, n := range nodes {
+		waitTCP(t, fmt.Sprintf("127.0.0.1:%d", n.port))
+	}
+	clusterURL := strings.Join(urls, ",")
+
+	// The operator creates the R3 stream (deployments/nats); the bridge does not.
+	nc, err := nats.Connect(clusterURL)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ACR_EVENTS", Subjects: []string{"acr.>", "eventgrid.>"},
+			Replicas: 3, Duplicates: 10 * time.Minute, Storage: jetstream.FileStorage})
+		return err == nil
+	}, 30*time.Second, 250*time.Millisecond, "the cluster did not create the R3 stream")
+
+	_, url := bridgeProcess(t, "BRIDGE_NATS_URL="+clusterURL, "BRIDGE_STREAM_CREATE=false", "BRIDGE_PUBLISH_TIMEOUT=3s")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	l := newLedger()
+	stop := make(chan struct{})
+	wg := load(ctx, url, 8, stop, l)
+	time.Sleep(700 * time.Millisecond)
+
+	str, err := js.Stream(ctx, "ACR_EVENTS")
+	require.NoError(t, err)
+	info, err := str.Info(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, info.Cluster)
+	var killed string
+	for _, n := range nodes {
+		if n.name == info.Cluster.Leader {
+			n.p.stop(syscall.SIGKILL)
+			killed = n.name
+		}
+	}
+	require.NotEmpty(t, killed, "stream leader %q is one of the nodes", info.Cluster.Leader)
+	before := l.count()
+	recovered(t, l, 500)
+	finish(t, ctx, stop, wg)
+
+	var survivor string
+	for _, n := range nodes {
+		if n.name != killed {
+			survivor = fmt.Sprintf("nats://127.0.0.1:%d", n.port)
+		}
+	}
+	requireAllStoredOnce(t, l, storedIDs(t, survivor))
+	t.Logf("killed the stream leader %s with %d events acknowledged", killed, before)
+}

@@ -5,8 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -277,4 +280,117 @@ func TestClusterNodeKilled(t *testing.T) {
 	}
 	requireAllStoredOnce(t, l, storedIDs(t, survivor))
 	t.Logf("killed the stream leader %s with %d events acknowledged", killed, before)
+}
+
+// slowProxy relays TCP between the bridge and NATS on loopback, holding every byte from NATS (PubAcks
+// among them) for delay: a slow NATS, as the bridge sees it.
+func slowProxy(t *testing.T, target string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", target)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(server, client); server.Close() }()
+			go delayed(client, server, delay)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// delayed copies src to dst, each chunk delay after it was read, in order.
+func delayed(dst, src net.Conn, delay time.Duration) {
+	type chunk struct {
+		at   time.Time
+		data []byte
+	}
+	chunks := make(chan chunk, 4096)
+	go func() {
+		defer close(chunks)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				chunks <- chunk{time.Now().Add(delay), buf[:n]}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer dst.Close()
+	for c := range chunks {
+		time.Sleep(time.Until(c.at))
+		if _, err := dst.Write(c.data); err != nil {
+			return
+		}
+	}
+}
+
+// rss returns the resident set size of a process in bytes, from /proc.
+func rss(t *testing.T, pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			require.NoError(t, err)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// Slow NATS (every PubAck 300 ms late): 64 senders pile up against a cap of 16 deliveries in flight.
+// The cap answers 503 at once instead of queueing, the bridge's memory stays bounded, and every
+// acknowledged event is stored once.
+func TestSlowNATS(t *testing.T) {
+	port := freePort(t)
+	natsServer(t, port, t.TempDir())
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	proxy := slowProxy(t, fmt.Sprintf("127.0.0.1:%d", port), 300*time.Millisecond)
+	p, url := bridgeProcess(t, "BRIDGE_NATS_URL=nats://"+proxy, "BRIDGE_MAX_INFLIGHT=16", "BRIDGE_PUBLISH_TIMEOUT=5s")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	l := newLedger()
+	stop := make(chan struct{})
+	wg := load(ctx, url, 64, stop, l)
+	var peak int64
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		peak = max(peak, rss(t, p.cmd.Process.Pid))
+	}
+	close(stop)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("the senders did not finish in time")
+	}
+
+	l.mu.Lock()
+	rejected, ok := l.statuses["503"], l.statuses["200"]
+	l.mu.Unlock()
+	assert.Positive(t, rejected, "over the cap, senders are told to retry")
+	assert.Positive(t, ok)
+	assert.Less(t, peak, int64(128<<20), "RSS stays bounded under a slow NATS")
+	stored := storedIDs(t, natsURL)
+	l.mu.Lock()
+	for id := range l.acked {
+		assert.Equal(t, 1, stored[id], "%s stored once", id)
+	}
+	assert.Len(t, stored, len(l.acked), "a request turned away stored nothing")
+	l.mu.Unlock()
+	t.Logf("slow NATS: %d acknowledged, %d answered 503; peak bridge RSS %.1f MB", ok, rejected, float64(peak)/(1<<20))
 }

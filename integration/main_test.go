@@ -11,7 +11,7 @@ import (
 )
 
 // Paths of the binaries TestMain builds from this module.
-var bridgeBin, natsServerBin string
+var bridgeBin, natsServerBin, referenceBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "bridge-integration-")
@@ -21,9 +21,11 @@ func TestMain(m *testing.M) {
 	}
 	bridgeBin = filepath.Join(dir, "bridge")
 	natsServerBin = filepath.Join(dir, "nats-server")
+	referenceBin = filepath.Join(dir, "reference")
 	for _, b := range []struct{ out, pkg string }{
 		{bridgeBin, "github.com/natsbridge/acr-nats-bridge/cmd/bridge"},
 		{natsServerBin, "github.com/nats-io/nats-server/v2"},
+		{referenceBin, "github.com/natsbridge/acr-nats-bridge/integration/reference"},
 	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -39,7 +41,7 @@ func TestMain(m *testing.M) {
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

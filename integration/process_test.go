@@ -38,7 +38,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func start(t *testing.T, env []string, name string, args ...string) *proc {
+func start(t testing.TB, env []string, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(name, args...), out: &lockedBuffer{}}
 	p.cmd.Env = append(os.Environ(), env...)
@@ -63,7 +63,7 @@ func (p *proc) stop(sig syscall.Signal) {
 }
 
 // natsServer starts a nats-server process with JetStream on port, storing in dir.
-func natsServer(t *testing.T, port int, dir string) *proc {
+func natsServer(t testing.TB, port int, dir string) *proc {
 	t.Helper()
 	p := start(t, nil, natsServerBin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir)
 	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", port))
@@ -87,7 +87,7 @@ func bridgeProcess(t *testing.T, env ...string) (*proc, string) {
 	return p, "http://" + addr
 }
 
-func waitTCP(t *testing.T, addr string) {
+func waitTCP(t testing.TB, addr string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + addr) // any answer, even a protocol error, means it listens

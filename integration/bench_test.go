@@ -1,0 +1,249 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+)
+
+// scenario is one load shape: concurrent keep-alive connections, each posting Event Grid deliveries of
+// batch events one after the other.
+type scenario struct {
+	name  string
+	conns int
+	batch int
+}
+
+var scenarios = []scenario{
+	{"single event, 1 connection", 1, 1},
+	{"single event, 64 connections", 64, 1},
+	{"batch of 50, 1 connection", 1, 50},
+	{"batch of 50, 64 connections", 64, 50},
+}
+
+// figures are what one run of one scenario measured.
+type figures struct {
+	eventsPerSec       float64
+	p50, p99, p999     time.Duration
+	cpuPer1000, rssMiB float64
+}
+
+// receiverProc is a receiver under test: the bridge or the reference receiver, as a process.
+type receiverProc struct {
+	p   *proc
+	url string
+}
+
+// startReceiver starts a fresh nats-server (file storage) with the stream, then the receiver on it.
+func startReceiver(t testing.TB, which string) receiverProc {
+	port := freePort(t)
+	natsServer(t, port, t.TempDir())
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	nc, err := nats.Connect(natsURL)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "ACR_EVENTS", Subjects: []string{"acr.>", "eventgrid.>"},
+		Duplicates: 10 * time.Minute, MaxAge: 168 * time.Hour, Storage: jetstream.FileStorage})
+	require.NoError(t, err)
+
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	var p *proc
+	if which == "bridge" {
+		p = start(t, []string{"BRIDGE_LISTEN_ADDR=" + addr, "BRIDGE_NATS_URL=" + natsURL, "BRIDGE_LOG_LEVEL=warn"}, bridgeBin)
+	} else {
+		p = start(t, []string{"LISTEN_ADDR=" + addr, "NATS_URL=" + natsURL}, referenceBin)
+	}
+	require.Eventually(t, func() bool {
+		resp, err := http.Post("http://"+addr+"/eventgrid", "application/json", strings.NewReader(batchBody("warmup", 0, 1)))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 20*time.Second, 20*time.Millisecond, "%s did not serve", which)
+	return receiverProc{p: p, url: "http://" + addr + "/eventgrid"}
+}
+
+// batchBody is an Event Grid delivery of n ImagePushed events, ids prefix-first .. prefix-(first+n-1).
+func batchBody(prefix string, first, n int) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		id := prefix + "-" + strconv.Itoa(first+i)
+		fmt.Fprintf(&b, `{"id":%q,"topic":"/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/myregistry",`+
+			`"subject":"team/app:v1","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T10:00:00.1234567Z",`+
+			`"data":{"id":%q,"timestamp":"2024-05-01T10:00:00.1234567Z","action":"push","location":"westus",`+
+			`"target":{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":524,"digest":"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","length":524,"repository":"team/app","tag":"v1"},`+
+			`"request":{"id":"r","host":"myregistry.azurecr.io","method":"PUT","useragent":"docker/24.0.7"}},"dataVersion":"1.0","metadataVersion":"1"}`, id, id)
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// measure runs one scenario against a receiver for d and returns its figures.
+func measure(t testing.TB, r receiverProc, sc scenario, d time.Duration, run int) figures {
+	transport := &http.Transport{MaxIdleConnsPerHost: sc.conns, MaxConnsPerHost: sc.conns}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	cpu0 := cpuSeconds(t, r.p.cmd.Process.Pid)
+	var events, failures atomic.Int64
+	lat := make([][]time.Duration, sc.conns)
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for c := range sc.conns {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(deadline); i++ {
+				body := batchBody(fmt.Sprintf("r%d-c%d-%d", run, c, i), 0, sc.batch)
+				t0 := time.Now()
+				resp, err := client.Post(r.url, "application/json", strings.NewReader(body))
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failures.Add(1)
+					continue
+				}
+				lat[c] = append(lat[c], time.Since(t0))
+				events.Add(int64(sc.batch))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := cpuSeconds(t, r.p.cmd.Process.Pid) - cpu0
+	require.Zero(t, failures.Load(), "every request answered 200")
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	q := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
+	return figures{
+		eventsPerSec: float64(events.Load()) / elapsed.Seconds(),
+		p50:          q(0.50), p99: q(0.99), p999: q(0.999),
+		cpuPer1000: cpu / float64(events.Load()) * 1000,
+		rssMiB:     float64(peakRSS(t, r.p.cmd.Process.Pid)) / (1 << 20),
+	}
+}
+
+// cpuSeconds is the user plus system CPU time of a process so far, from /proc/<pid>/stat.
+func cpuSeconds(t testing.TB, pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err)
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+// peakRSS is the high-water mark of a process's resident set (VmHWM).
+func peakRSS(t testing.TB, pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// compare measures every scenario on both receivers, runs times each (a fresh NATS and receiver per
+// scenario and receiver), and prints the medians and the bridge/reference ratios.
+func compare(t testing.TB, d time.Duration, runs int) {
+	var out strings.Builder
+	fmt.Fprintf(&out, "\n%-30s %-9s %10s %9s %9s %9s %10s %8s\n", "scenario", "receiver", "events/s", "p50", "p99", "p99.9", "CPU s/1k", "RSS MiB")
+	for _, sc := range scenarios {
+		med := map[string]figures{}
+		for _, which := range []string{"bridge", "reference"} {
+			var fs []figures
+			for run := range runs {
+				r := startReceiver(t, which)
+				fs = append(fs, measure(t, r, sc, d, run))
+				r.p.stop(syscall.SIGTERM)
+			}
+			med[which] = median(fs)
+			f := med[which]
+			fmt.Fprintf(&out, "%-30s %-9s %10.0f %9s %9s %9s %10.4f %8.1f\n", sc.name, which, f.eventsPerSec, round(f.p50), round(f.p99), round(f.p999), f.cpuPer1000, f.rssMiB)
+		}
+		b, r := med["bridge"], med["reference"]
+		fmt.Fprintf(&out, "%-30s %-9s %9.2fx %8.2fx %8.2fx %8.2fx %9.2fx %7.2fx\n", "", "ratio", b.eventsPerSec/r.eventsPerSec,
+			ratio(b.p50, r.p50), ratio(b.p99, r.p99), ratio(b.p999, r.p999), b.cpuPer1000/r.cpuPer1000, b.rssMiB/r.rssMiB)
+	}
+	fmt.Fprintf(&out, "(%s per run, median of %d runs; load generator in the same process as the test, on the same machine)\n", d, runs)
+	if _, ok := t.(*testing.B); ok {
+		fmt.Print(out.String())
+		return
+	}
+	t.Log(out.String())
+}
+
+func round(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	default:
+		return d.Round(10 * time.Microsecond).String()
+	}
+}
+
+func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
+
+// median takes the median of each figure on its own.
+func median(fs []figures) figures {
+	pick := func(get func(figures) float64) float64 {
+		v := make([]float64, len(fs))
+		for i, f := range fs {
+			v[i] = get(f)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	dur := func(get func(figures) time.Duration) time.Duration {
+		return time.Duration(pick(func(f figures) float64 { return float64(get(f)) }))
+	}
+	return figures{
+		eventsPerSec: pick(func(f figures) float64 { return f.eventsPerSec }),
+		p50:          dur(func(f figures) time.Duration { return f.p50 }),
+		p99:          dur(func(f figures) time.Duration { return f.p99 }),
+		p999:         dur(func(f figures) time.Duration { return f.p999 }),
+		cpuPer1000:   pick(func(f figures) float64 { return f.cpuPer1000 }),
+		rssMiB:       pick(func(f figures) float64 { return f.rssMiB }),
+	}
+}
+
+// BenchmarkReceivers is the full comparison: go test ./integration -run '^$' -bench Receivers -benchtime 1x
+func BenchmarkReceivers(b *testing.B) {
+	for range b.N {
+		compare(b, 5*time.Second, 3)
+	}
+}
+
+// TestBenchmarkSmoke runs the comparison briefly so CI prints figures and the machinery keeps working.
+// It asserts only that every request was answered 200, never a timing.
+func TestBenchmarkSmoke(t *testing.T) {
+	compare(t, 500*time.Millisecond, 1)
+}

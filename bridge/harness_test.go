@@ -34,12 +34,14 @@ type setup struct {
 
 // testEnv is a bridge behind a real HTTP server, publishing to a real in-process nats-server.
 type testEnv struct {
-	t    *testing.T
+	t    testing.TB
 	ns   *server.Server
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	url  string
 	logs *syncBuffer
+	// handler is the bridge itself, for benchmarks that call it without the network.
+	handler *bridge.Server
 }
 
 func defaultSetup() setup {
@@ -66,7 +68,7 @@ func defaultSetup() setup {
 	}
 }
 
-func startNATS(t *testing.T) *server.Server {
+func startNATS(t testing.TB) *server.Server {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{
 		Host:      "127.0.0.1",
@@ -86,7 +88,7 @@ func startNATS(t *testing.T) *server.Server {
 	return ns
 }
 
-func newEnv(t *testing.T, mods ...func(*setup)) *testEnv {
+func newEnv(t testing.TB, mods ...func(*setup)) *testEnv {
 	t.Helper()
 	s := defaultSetup()
 	for _, m := range mods {
@@ -114,7 +116,7 @@ func newEnv(t *testing.T, mods ...func(*setup)) *testEnv {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &testEnv{t: t, ns: ns, nc: nc, js: js, url: hs.URL, logs: logs}
+	return &testEnv{t: t, ns: ns, nc: nc, js: js, url: hs.URL, logs: logs, handler: srv}
 }
 
 // post sends body to path with the given headers (name, value pairs) and returns status, headers, body.

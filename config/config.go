@@ -24,6 +24,7 @@ const Prefix = "BRIDGE"
 type Config struct {
 	ListenAddr      string   `envconfig:"LISTEN_ADDR" default:":8080" desc:"HTTP listen address of the receiver"`
 	MetricsAddr     string   `envconfig:"METRICS_ADDR" desc:"listen address of a separate listener for GET /metrics; empty serves /metrics on BRIDGE_LISTEN_ADDR"`
+	PprofAddr       string   `envconfig:"PPROF_ADDR" desc:"listen address for Go's /debug/pprof profiles (keep it on loopback); empty turns them off"`
 	DefaultRegistry string   `envconfig:"DEFAULT_REGISTRY" desc:"registry name for events that name none (no webhook path, topic or request.host)"`
 	AllowedOrigins  []string `envconfig:"ALLOWED_ORIGINS" default:"eventgrid.azure.net" desc:"comma-separated origins allowed by the CloudEvents OPTIONS handshake; * allows any"`
 	Passthrough     bool     `envconfig:"PASSTHROUGH" default:"true" desc:"publish non-ACR events unchanged under BRIDGE_PASSTHROUGH_PREFIX; false answers them 400"`
@@ -124,9 +125,9 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		bad("LISTEN_ADDR", "%q is not host:port", c.ListenAddr)
 	}
-	if c.MetricsAddr != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
-			bad("METRICS_ADDR", "%q is not host:port", c.MetricsAddr)
+	for name, addr := range map[string]string{"METRICS_ADDR": c.MetricsAddr, "PPROF_ADDR": c.PprofAddr} {
+		if _, _, err := net.SplitHostPort(addr); addr != "" && err != nil {
+			bad(name, "%q is not host:port", addr)
 		}
 	}
 	if _, err := c.EmbeddedNATSPort(); err != nil {

@@ -122,6 +122,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		defer stopMetrics()
 	}
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	if cfg.NATSMode == "core" {
 		log.Info("publishing with core NATS: no stream, no acks, no de-duplication")
 		handler = bridge.NewServer(opts, bridge.NewCore(conn.nc, cfg.PublishTimeout), log)

@@ -205,3 +205,21 @@ func TestMetricsListener(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, 404, resp.StatusCode, "not on the receiver's listener")
 }
+
+// BRIDGE_PPROF_ADDR serves Go's profiles on a listener of its own; without it there are none.
+func TestPprofListener(t *testing.T) {
+	b := startBridge(t, map[string]string{"BRIDGE_PPROF_ADDR": "127.0.0.1:0"})
+	addr := b.logs.field("pprof listening", "addr")
+	require.NotEmpty(t, addr)
+	resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, string(body), "goroutine profile")
+
+	resp, err = http.Get("http://" + b.addr + "/debug/pprof/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 404, resp.StatusCode, "not on the receiver's listener")
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,21 +42,38 @@ func newRegistry(nc *nats.Conn) *prometheus.Registry {
 // serveMetrics serves GET /metrics on a listener of its own (BRIDGE_METRICS_ADDR) and returns a
 // function that stops it.
 func serveMetrics(addr string, h http.Handler, log *slog.Logger) (func(), error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s (BRIDGE_METRICS_ADDR): %w", addr, err)
-	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	return serveAside("metrics", "BRIDGE_METRICS_ADDR", addr, mux, 30*time.Second, log)
+}
+
+// servePprof serves Go's profiles on a listener of its own (BRIDGE_PPROF_ADDR). A CPU profile takes
+// as long as it is asked to, so the write timeout is long.
+func servePprof(addr string, log *slog.Logger) (func(), error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return serveAside("pprof", "BRIDGE_PPROF_ADDR", addr, mux, 5*time.Minute, log)
+}
+
+// serveAside serves h on a listener of its own beside the receiver's, and returns a function that stops it.
+func serveAside(what, variable, addr string, h http.Handler, writeTimeout time.Duration, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (%s): %w", addr, variable, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: writeTimeout}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics listener stopped", "error", err)
+			log.Error(what+" listener stopped", "error", err)
 		}
 	}()
-	log.Info("metrics listening", "addr", ln.Addr().String())
+	log.Info(what+" listening", "addr", ln.Addr().String())
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -22,6 +22,12 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 )
 
+// syntaxError is an element that is not JSON at all, as opposed to JSON that is not an event.
+type syntaxError struct{ reason string }
+
+func (e syntaxError) Error() string { return ErrMalformed.Error() + ": " + e.reason }
+func (e syntaxError) Unwrap() error { return ErrMalformed }
+
 // ErrMalformed is wrapped by every error that means the request can never be processed: not JSON, not an
 // event, an unknown schema. Event Grid does not retry a 400, so only input that no retry can fix gets it.
 var ErrMalformed = errors.New("malformed request")
@@ -137,9 +143,11 @@ func (d Decoder) Decode(header http.Header, body []byte) (*Delivery, error) {
 		}
 		return &Delivery{Events: []Event{ev}}, nil
 	case '[':
-		var elems []json.RawMessage
-		if err := json.Unmarshal(trimmed, &elems); err != nil {
-			return nil, fmt.Errorf("%w: body is not a JSON array of events: %s", ErrMalformed, jsonReason(err))
+		elems, ok := splitArray(trimmed)
+		if !ok {
+			// The reason comes from encoding/json, on this error path only.
+			var v []json.RawMessage
+			return nil, fmt.Errorf("%w: body is not a JSON array of events: %s", ErrMalformed, jsonReason(json.Unmarshal(trimmed, &v)))
 		}
 		if len(elems) == 0 {
 			return nil, fmt.Errorf("%w: empty array", ErrMalformed)
@@ -148,6 +156,10 @@ func (d Decoder) Decode(header http.Header, body []byte) (*Delivery, error) {
 		var firstErr error
 		for i, raw := range elems {
 			ev, err := d.decodeObject(raw)
+			if errors.As(err, new(syntaxError)) || (err != nil && !json.Valid(raw)) {
+				// An element that is not JSON at all makes the body no JSON array: nothing of it is read.
+				return nil, fmt.Errorf("%w: body is not a JSON array of events: event %d: %s", ErrMalformed, i, strings.TrimPrefix(err.Error(), ErrMalformed.Error()+": "))
+			}
 			if err != nil {
 				if firstErr == nil {
 					firstErr = fmt.Errorf("event %d: %w", i, err)
@@ -176,12 +188,16 @@ func (d Decoder) decodeObject(raw json.RawMessage) (Event, error) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return Event{}, fmt.Errorf("%w: not a JSON object", ErrMalformed)
 	}
-	if err := checkJSON(raw, d.maxDepth()); err != nil {
-		return Event{}, err
-	}
 	var w wireEvent
 	if err := json.Unmarshal(raw, &w); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return Event{}, syntaxError{jsonReason(err)}
+		}
 		return Event{}, fmt.Errorf("%w: %s", ErrMalformed, jsonReason(err))
+	}
+	if err := checkJSON(raw, d.maxDepth()); err != nil {
+		return Event{}, err
 	}
 	switch {
 	case w.SpecVersion != nil:

@@ -209,3 +209,40 @@ func referenceCheck(t *testing.T, b []byte, maxDepth int) (deep, dup bool) {
 		}
 	}
 }
+
+// FuzzSplitArray: on a valid JSON array, splitArray finds exactly the elements encoding/json does; and
+// when it accepts an array whose elements are each valid JSON, encoding/json accepts the array too.
+func FuzzSplitArray(f *testing.F) {
+	for _, s := range []string{`[]`, ` [ 1 , "a]" , {"b":[1,{"c":"}"}]} , null ] `, `[{"a":"\"]"}]`, `[1 2]`, `[1,]`, `[[]]x`, `["\\"]`} {
+		f.Add([]byte(s))
+	}
+	addSamples(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var ref []json.RawMessage
+		refErr := json.Unmarshal(b, &ref)
+		got, ok := splitArray(b)
+		if refErr == nil {
+			if !ok {
+				t.Fatalf("splitArray refused %q, a valid array", b)
+			}
+			if len(got) != len(ref) {
+				t.Fatalf("splitArray found %d elements in %q, encoding/json %d", len(got), b, len(ref))
+			}
+			for i := range ref {
+				if !bytes.Equal(bytes.TrimSpace(got[i]), bytes.TrimSpace(ref[i])) {
+					t.Fatalf("element %d: %q, encoding/json %q", i, got[i], ref[i])
+				}
+			}
+			return
+		}
+		if !ok {
+			return
+		}
+		for _, e := range got {
+			if !json.Valid(e) {
+				return // the element's decoder refuses it
+			}
+		}
+		t.Fatalf("splitArray accepted %q, whose elements are valid, but encoding/json says %v", b, refErr)
+	})
+}

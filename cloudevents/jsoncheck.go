@@ -121,3 +121,80 @@ func nextByte(b []byte, i int) byte {
 	}
 	return 0
 }
+
+// splitArray returns the elements of a body that is one JSON array, as slices of it, without decoding
+// them: each element is checked when it is decoded, so the body is not scanned twice. It reports false
+// when the array itself is broken (unbalanced, a missing comma, text after it).
+func splitArray(b []byte) ([]json.RawMessage, bool) {
+	i := skipSpace(b, 0)
+	if i == len(b) || b[i] != '[' {
+		return nil, false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return nil, skipSpace(b, i+1) == len(b)
+	}
+	var elems []json.RawMessage
+	for {
+		end, ok := valueEnd(b, i)
+		if !ok {
+			return nil, false
+		}
+		elems = append(elems, b[i:end])
+		i = skipSpace(b, end)
+		if i == len(b) {
+			return nil, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case ']':
+			return elems, skipSpace(b, i+1) == len(b)
+		default:
+			return nil, false
+		}
+	}
+}
+
+// valueEnd returns the index just after the JSON value that starts at i: a string, a container whose
+// brackets balance outside strings, or a literal running to the next delimiter. The value's own syntax
+// is left to its decoder.
+func valueEnd(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	switch b[i] {
+	case '"':
+		end := stringEnd(b, i+1)
+		return end + 1, end < len(b)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = stringEnd(b, j+1)
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1, true
+				}
+			}
+		}
+		return 0, false
+	case ',', ']', '}', ':':
+		return 0, false
+	}
+	j := i
+	for j < len(b) && !bytes.ContainsRune([]byte(",]} \t\r\n"), rune(b[j])) {
+		j++
+	}
+	return j, true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}

@@ -70,8 +70,10 @@ func startReceiver(t testing.TB, which string) receiverProc {
 	} else {
 		p = start(t, []string{"LISTEN_ADDR=" + addr, "NATS_URL=" + natsURL}, referenceBin)
 	}
+	// No keep-alive: the port may belong to another server in the next scenario.
+	warmup := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	require.Eventually(t, func() bool {
-		resp, err := http.Post("http://"+addr+"/eventgrid", "application/json", strings.NewReader(batchBody("warmup", 0, 1)))
+		resp, err := warmup.Post("http://"+addr+"/eventgrid", "application/json", strings.NewReader(batchBody("warmup", 0, 1)))
 		if err != nil {
 			return false
 		}

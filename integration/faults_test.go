@@ -126,10 +126,16 @@ func recovered(t *testing.T, l *ledger, n int) {
 		"no %d events acknowledged after the fault", n)
 }
 
-// finish lets the load run a little longer, stops it and waits for the events under way.
+// finish lets the load run a little longer, then stops it.
 func finish(t *testing.T, ctx context.Context, stop chan struct{}, wg *sync.WaitGroup) {
 	t.Helper()
 	time.Sleep(time.Second)
+	stopLoad(t, ctx, stop, wg)
+}
+
+// stopLoad stops the load and waits for the events under way.
+func stopLoad(t *testing.T, ctx context.Context, stop chan struct{}, wg *sync.WaitGroup) {
+	t.Helper()
 	close(stop)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -370,14 +376,7 @@ func TestSlowNATS(t *testing.T) {
 	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		peak = max(peak, rss(t, p.cmd.Process.Pid))
 	}
-	close(stop)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		t.Fatal("the senders did not finish in time")
-	}
+	stopLoad(t, ctx, stop, wg)
 
 	l.mu.Lock()
 	rejected, ok := l.statuses["503"], l.statuses["200"]

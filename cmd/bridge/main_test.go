@@ -188,38 +188,29 @@ func TestRedactURL(t *testing.T) {
 	assert.True(t, strings.HasSuffix(got, "nats://c:4222"), got)
 }
 
-// With BRIDGE_METRICS_ADDR, /metrics moves to a listener of its own.
-func TestMetricsListener(t *testing.T) {
-	b := startBridge(t, map[string]string{"BRIDGE_METRICS_ADDR": "127.0.0.1:0"})
-	addr := b.logs.field("metrics listening", "addr")
-	require.NotEmpty(t, addr)
-	resp, err := http.Get("http://" + addr + "/metrics")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Equal(t, 200, resp.StatusCode)
-	assert.Contains(t, string(body), "bridge_nats_connected 1")
+// BRIDGE_METRICS_ADDR moves /metrics, and BRIDGE_PPROF_ADDR puts Go's profiles, on listeners of their
+// own; neither is served on the receiver's listener then.
+func TestAsideListeners(t *testing.T) {
+	tests := []struct{ variable, logged, path, want string }{
+		{"BRIDGE_METRICS_ADDR", "metrics listening", "/metrics", "bridge_nats_connected 1"},
+		{"BRIDGE_PPROF_ADDR", "pprof listening", "/debug/pprof/goroutine?debug=1", "goroutine profile"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.variable, func(t *testing.T) {
+			b := startBridge(t, map[string]string{tc.variable: "127.0.0.1:0"})
+			addr := b.logs.field(tc.logged, "addr")
+			require.NotEmpty(t, addr)
+			resp, err := http.Get("http://" + addr + tc.path)
+			require.NoError(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			assert.Equal(t, 200, resp.StatusCode)
+			assert.Contains(t, string(body), tc.want)
 
-	resp, err = http.Get("http://" + b.addr + "/metrics")
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, 404, resp.StatusCode, "not on the receiver's listener")
-}
-
-// BRIDGE_PPROF_ADDR serves Go's profiles on a listener of its own; without it there are none.
-func TestPprofListener(t *testing.T) {
-	b := startBridge(t, map[string]string{"BRIDGE_PPROF_ADDR": "127.0.0.1:0"})
-	addr := b.logs.field("pprof listening", "addr")
-	require.NotEmpty(t, addr)
-	resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Equal(t, 200, resp.StatusCode)
-	assert.Contains(t, string(body), "goroutine profile")
-
-	resp, err = http.Get("http://" + b.addr + "/debug/pprof/")
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, 404, resp.StatusCode, "not on the receiver's listener")
+			resp, err = http.Get("http://" + b.addr + tc.path)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, 404, resp.StatusCode, "not on the receiver's listener")
+		})
+	}
 }

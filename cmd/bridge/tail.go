@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -91,14 +92,25 @@ func tailDurable(ctx context.Context, nc *nats.Conn, stream, name, subject strin
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		show(m.Headers(), m.Subject(), m.Data())
-		_ = m.Ack()
+		// A confirmed ack: the next run resumes after this event even if this one stops right now.
+		ackCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := m.DoubleAck(ackCtx); err != nil {
+			fmt.Fprintf(stderr, "ack %s: %v\n", m.Subject(), err)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", name, err)
 	}
-	defer cc.Stop()
 	fmt.Fprintf(stderr, "reading %s from stream %s with durable consumer %s\n", subject, stream, name)
 	<-ctx.Done()
+	// Stop pulling, let the message in hand finish, and cancel the pull request still open on the server,
+	// so that no event is handed to this run after it has stopped.
+	cc.Drain()
+	select {
+	case <-cc.Closed():
+	case <-time.After(5 * time.Second):
+	}
 	return nil
 }
 

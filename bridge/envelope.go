@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+	"github.com/natsbridge/acr-nats-bridge/internal/jsonscan"
 )
 
 // The CloudEvents types of the envelope. The first four are Event Grid's own ACR event types; the native
@@ -230,6 +231,10 @@ func decodeData(raw json.RawMessage, data *EventData) error {
 	if raw[0] != '{' {
 		return fmt.Errorf("%w: data is not a JSON object", errNotNormalizable)
 	}
+	if readData(raw, data) {
+		return nil
+	}
+	*data = EventData{}
 	if err := json.Unmarshal(raw, data); err != nil {
 		var typ *json.UnmarshalTypeError
 		if errors.As(err, &typ) && typ.Field != "" {
@@ -240,6 +245,185 @@ func decodeData(raw json.RawMessage, data *EventData) error {
 	// A registry or origin inside the received data is not Azure's; the bridge sets both.
 	data.Registry, data.Origin = "", ""
 	return nil
+}
+
+// The fields of EventData, Target and the string-only objects, by their index in the Fields below.
+const (
+	dRegistry = iota
+	dOrigin
+	dID
+	dAction
+	dTimestamp
+	dLocation
+	dTarget
+	dRequest
+	dActor
+	dSource
+	dConnectedRegistry
+)
+
+const (
+	tMediaType = iota
+	tSize
+	tDigest
+	tLength
+	tRepository
+	tTag
+	tURL
+	tName
+	tVersion
+)
+
+var (
+	dataFields = jsonscan.NewFields("registry", "origin", "id", "action", "timestamp", "location",
+		"target", "request", "actor", "source", "connectedRegistry")
+	targetFields = jsonscan.NewFields("mediaType", "size", "digest", "length", "repository", "tag", "url",
+		"name", "version")
+	requestFields = jsonscan.NewFields("id", "host", "method", "useragent", "addr")
+	nameFields    = jsonscan.NewFields("name")
+	sourceFields  = jsonscan.NewFields("addr", "instanceID")
+)
+
+// readData reads the ACR event data in one pass, as json.Unmarshal into an EventData would (registry
+// and origin included, since a wrong type there fails that too). It reports false for anything it is not
+// sure of (see jsonscan.Parse) and for any error; encoding/json then decides and explains.
+func readData(raw []byte, data *EventData) bool {
+	v, ok := jsonscan.Parse(raw, jsonscan.MaxDepth)
+	if !ok || v.Kind() != jsonscan.Object {
+		return false
+	}
+	var d EventData
+	var seen uint32
+	for key, val := range v.Members() {
+		f := dataFields.Index(key)
+		if f < 0 {
+			continue
+		}
+		if seen&(1<<f) != 0 {
+			// One field under two spellings: encoding/json's rules for that are its own.
+			return false
+		}
+		seen |= 1 << f
+		switch f {
+		case dRegistry:
+			d.Registry, ok = val.StrOrNull()
+		case dOrigin:
+			d.Origin, ok = val.StrOrNull()
+		case dID:
+			d.ID, ok = val.StrOrNull()
+		case dAction:
+			d.Action, ok = val.StrOrNull()
+		case dTimestamp:
+			d.Timestamp, ok = val.StrOrNull()
+		case dLocation:
+			d.Location, ok = val.StrOrNull()
+		case dTarget:
+			d.Target, ok = readTarget(val)
+		case dRequest:
+			d.Request, ok = readObject(val, func(r *Request) bool {
+				return readStrings(val, requestFields, &r.ID, &r.Host, &r.Method, &r.UserAgent, &r.Addr)
+			})
+		case dActor:
+			d.Actor, ok = readObject(val, func(a *Actor) bool { return readStrings(val, nameFields, &a.Name) })
+		case dSource:
+			d.Source, ok = readObject(val, func(s *Source) bool {
+				return readStrings(val, sourceFields, &s.Addr, &s.InstanceID)
+			})
+		case dConnectedRegistry:
+			d.ConnectedRegistry, ok = readObject(val, func(c *ConnectedRegistry) bool {
+				return readStrings(val, nameFields, &c.Name)
+			})
+		}
+		if !ok {
+			return false
+		}
+	}
+	*data = d
+	return true
+}
+
+// readObject reads what encoding/json reads into a pointer to a struct: null is nil, an object is read
+// by fill into a new struct.
+func readObject[T any](v jsonscan.Value, fill func(*T) bool) (*T, bool) {
+	switch v.Kind() {
+	case jsonscan.Null:
+		return nil, true
+	case jsonscan.Object:
+		p := new(T)
+		return p, fill(p)
+	}
+	return nil, false
+}
+
+// readStrings reads an object whose fields are all strings; dst holds them in the order of fields.
+func readStrings(v jsonscan.Value, fields jsonscan.Fields, dst ...*string) bool {
+	var seen uint32
+	for key, val := range v.Members() {
+		f := fields.Index(key)
+		if f < 0 {
+			continue
+		}
+		if seen&(1<<f) != 0 {
+			return false
+		}
+		seen |= 1 << f
+		s, ok := val.StrOrNull()
+		if !ok {
+			return false
+		}
+		*dst[f] = s
+	}
+	return true
+}
+
+func readTarget(v jsonscan.Value) (*Target, bool) {
+	return readObject(v, func(t *Target) bool {
+		var seen uint32
+		for key, val := range v.Members() {
+			f := targetFields.Index(key)
+			if f < 0 {
+				continue
+			}
+			if seen&(1<<f) != 0 {
+				return false
+			}
+			seen |= 1 << f
+			var ok bool
+			switch f {
+			case tSize:
+				t.Size, ok = readInt(val)
+			case tLength:
+				t.Length, ok = readInt(val)
+			case tMediaType:
+				t.MediaType, ok = val.StrOrNull()
+			case tDigest:
+				t.Digest, ok = val.StrOrNull()
+			case tRepository:
+				t.Repository, ok = val.StrOrNull()
+			case tTag:
+				t.Tag, ok = val.StrOrNull()
+			case tURL:
+				t.URL, ok = val.StrOrNull()
+			case tName:
+				t.Name, ok = val.StrOrNull()
+			case tVersion:
+				t.Version, ok = val.StrOrNull()
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// readInt reads what encoding/json reads into an *int64: null is nil.
+func readInt(v jsonscan.Value) (*int64, bool) {
+	if v.Kind() == jsonscan.Null {
+		return nil, true
+	}
+	n, ok := v.Int64()
+	return &n, ok
 }
 
 // tidy drops objects that carry no field, so that "actor": {} and a null object read the same.

@@ -238,7 +238,7 @@ func (s *Server) message(ev cloudevents.Event, n Normalized, now string) (*nats.
 	if err != nil {
 		return nil, deadLetterError{err.Error()}
 	}
-	return envelopeMsg(subj, &n.Envelope, s.opts.Mode)
+	return envelopeMsg(subj, &n.Envelope, s.opts.Mode), nil
 }
 
 // passthrough builds the message of an event that is not an ACR event: a CloudEvent, unchanged but for

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/textproto"
@@ -37,12 +36,11 @@ const (
 
 // envelopeMsg builds the NATS message of an envelope. Nats-Msg-Id is the event id, so that JetStream
 // stores an Event Grid redelivery once.
-func envelopeMsg(subject string, env *Envelope, mode Mode) (*nats.Msg, error) {
+func envelopeMsg(subject string, env *Envelope, mode Mode) *nats.Msg {
 	msg := nats.NewMsg(subject)
 	msg.Header.Set(jetstream.MsgIDHeader, msgID(env.ID))
-	var err error
 	if mode == ModeBinary {
-		msg.Data, err = marshal(env.Data)
+		msg.Data = appendData(make([]byte, 0, 512), &env.Data)
 		h := msg.Header
 		h.Set("ce-specversion", env.SpecVersion)
 		h.Set("ce-id", env.ID)
@@ -54,13 +52,10 @@ func envelopeMsg(subject string, env *Envelope, mode Mode) (*nats.Msg, error) {
 		h.Set("ce-time", env.Time)
 		h.Set(contentType, env.DataContentType)
 	} else {
-		msg.Data, err = marshal(env)
+		msg.Data = appendEnvelope(make([]byte, 0, 768), env)
 		msg.Header.Set(contentType, ceJSON)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("encode envelope %s: %w", env.ID, err)
-	}
-	return msg, nil
+	return msg
 }
 
 // passthroughMsg builds the NATS message of an event passed through unchanged. A structured CloudEvent
@@ -156,18 +151,6 @@ func msgID(id string) string {
 		return id
 	}
 	return HashID([]byte(id))
-}
-
-// marshal is json.Marshal without HTML escaping: registry payloads are not HTML, and consumers that grep
-// for "<" or "&" should find them.
-func marshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // msgSize is the number of bytes a message takes against the server's max_payload: headers and body.

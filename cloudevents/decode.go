@@ -20,6 +20,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/natsbridge/acr-nats-bridge/internal/jsonscan"
 )
 
 // syntaxError is an element that is not JSON at all, as opposed to JSON that is not an event.
@@ -181,6 +183,87 @@ func (d Decoder) Decode(header http.Header, body []byte) (*Delivery, error) {
 	}
 }
 
+// The fields of wireEvent, by their index in wireFields.
+const (
+	wSpecVersion = iota
+	wID
+	wSource
+	wType
+	wSubject
+	wTime
+	wDataContentType
+	wData
+	wDataBase64
+	wTopic
+	wEventType
+	wEventTime
+	wDataVersion
+)
+
+var wireFields = jsonscan.NewFields("specversion", "id", "source", "type", "subject", "time",
+	"datacontenttype", "data", "data_base64", "topic", "eventType", "eventTime", "dataVersion")
+
+// readWire reads an event object in one pass, as json.Unmarshal into a wireEvent would. It reports false
+// for anything it is not sure of (see jsonscan.Parse) and for any error, which encoding/json then
+// explains.
+func readWire(raw []byte, maxDepth int) (wireEvent, bool) {
+	var w wireEvent
+	v, ok := jsonscan.Parse(raw, maxDepth)
+	if !ok || v.Kind() != jsonscan.Object {
+		return w, false
+	}
+	var seen uint32
+	for key, val := range v.Members() {
+		f := wireFields.Index(key)
+		if f < 0 {
+			continue
+		}
+		if seen&(1<<f) != 0 {
+			// One field under two spellings: encoding/json's rules for that are its own.
+			return w, false
+		}
+		seen |= 1 << f
+		switch f {
+		case wSpecVersion:
+			if val.Kind() != jsonscan.Null {
+				s, ok := val.Str()
+				if !ok {
+					return w, false
+				}
+				w.SpecVersion = &s
+			}
+		case wData:
+			w.Data = json.RawMessage(val)
+		case wID:
+			w.ID, ok = val.StrOrNull()
+		case wSource:
+			w.Source, ok = val.StrOrNull()
+		case wType:
+			w.Type, ok = val.StrOrNull()
+		case wSubject:
+			w.Subject, ok = val.StrOrNull()
+		case wTime:
+			w.Time, ok = val.StrOrNull()
+		case wDataContentType:
+			w.DataContentType, ok = val.StrOrNull()
+		case wDataBase64:
+			w.DataBase64, ok = val.StrOrNull()
+		case wTopic:
+			w.Topic, ok = val.StrOrNull()
+		case wEventType:
+			w.EventType, ok = val.StrOrNull()
+		case wEventTime:
+			w.EventTime, ok = val.StrOrNull()
+		case wDataVersion:
+			w.DataVersion, ok = val.StrOrNull()
+		}
+		if !ok {
+			return w, false
+		}
+	}
+	return w, true
+}
+
 // decodeObject reads one element: a CloudEvent if it has specversion, an Event Grid event if it has
 // eventType, and an error otherwise.
 func (d Decoder) decodeObject(raw json.RawMessage) (Event, error) {
@@ -188,16 +271,19 @@ func (d Decoder) decodeObject(raw json.RawMessage) (Event, error) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return Event{}, fmt.Errorf("%w: not a JSON object", ErrMalformed)
 	}
-	var w wireEvent
-	if err := json.Unmarshal(raw, &w); err != nil {
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) {
-			return Event{}, syntaxError{jsonReason(err)}
+	w, ok := readWire(raw, d.maxDepth())
+	if !ok {
+		// Off the fast path, encoding/json decides and explains.
+		if err := json.Unmarshal(raw, &w); err != nil {
+			var syn *json.SyntaxError
+			if errors.As(err, &syn) {
+				return Event{}, syntaxError{jsonReason(err)}
+			}
+			return Event{}, fmt.Errorf("%w: %s", ErrMalformed, jsonReason(err))
 		}
-		return Event{}, fmt.Errorf("%w: %s", ErrMalformed, jsonReason(err))
-	}
-	if err := checkJSON(raw, d.maxDepth()); err != nil {
-		return Event{}, err
+		if err := checkJSON(raw, d.maxDepth()); err != nil {
+			return Event{}, err
+		}
 	}
 	switch {
 	case w.SpecVersion != nil:

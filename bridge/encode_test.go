@@ -1,0 +1,142 @@
+package bridge
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// sampleData returns the ACR event data of every sample payload: the webhook bodies, and the data of
+// each Event Grid and CloudEvents event.
+func sampleData(t testing.TB) [][]byte {
+	files, err := filepath.Glob(filepath.Join("testdata", "in", "*.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	var out [][]byte
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		if strings.HasPrefix(filepath.Base(file), "webhook-") {
+			out = append(out, b)
+			continue
+		}
+		var events []struct{ Data json.RawMessage }
+		require.NoError(t, json.Unmarshal(b, &events), file)
+		for _, ev := range events {
+			out = append(out, ev.Data)
+		}
+	}
+	return out
+}
+
+// reference is what the envelope's JSON must be: encoding/json's, without HTML escaping.
+func reference(t testing.TB, v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	require.NoError(t, enc.Encode(v))
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// TestSampleDataTakesTheFastPath: the data of Azure's samples is read by the one-pass reader, the same
+// as encoding/json reads it, and the envelope built from it is written as encoding/json writes it.
+func TestSampleDataTakesTheFastPath(t *testing.T) {
+	for _, raw := range sampleData(t) {
+		var got, want EventData
+		require.True(t, readData(raw, &got), "declined %s", raw)
+		require.NoError(t, json.Unmarshal(raw, &want))
+		assert.Equal(t, want, got)
+
+		env := Envelope{SpecVersion: "1.0", ID: "id", Source: "/s", Type: TypeImagePushed, Time: "t", DataContentType: "application/json", Data: got}
+		assert.Equal(t, string(reference(t, env)), string(appendEnvelope(nil, &env)))
+		assert.Equal(t, string(reference(t, env.Data)), string(appendData(nil, &env.Data)))
+	}
+	for _, in := range []string{
+		`{"target":{"size":"1"}}`,                        // a string where a number goes
+		`{"target":{"size":1.5}}`,                        // not an integer
+		`{"target":{"size":99999999999999999999}}`,       // past int64
+		`{"target":[]}`,                                  // an array where an object goes
+		`{"action":"push","Action":"delete"}`,            // one field, two spellings
+		`{"request":{"host":"a","HOST":"b"}}`,            // ditto, nested
+		`{"actor":{"name":1}}`,                           // a number where a string goes
+		`{"registry":true}`,                              // encoding/json refuses this too
+		`{"target":{"repository":"a","repository":"b"}}`, // a key twice
+	} {
+		var d EventData
+		assert.False(t, readData([]byte(in), &d), in)
+	}
+	var d EventData
+	require.True(t, readData([]byte(`{"connectedregistry":{"name":"edge"},"target":null,"request":{"ID":"r"},"x":[{}]}`), &d))
+	assert.Equal(t, EventData{ConnectedRegistry: &ConnectedRegistry{Name: "edge"}, Request: &Request{ID: "r"}}, d)
+}
+
+// TestAppendStringEscapes: strings that need escaping are written exactly as encoding/json writes them.
+func TestAppendStringEscapes(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"uote`, `back\slash`, "tab\tnl\n", "\x00\x1f", "é", "<&>",
+		"line\u2028sep", "bad\xffutf8", "mixé<>"} {
+		assert.Equal(t, string(reference(t, s)), string(appendString(nil, s)), "%q", s)
+	}
+}
+
+// FuzzReadData: whenever the one-pass reader reads an event's data, encoding/json reads the same data
+// from it without error.
+func FuzzReadData(f *testing.F) {
+	for _, raw := range sampleData(f) {
+		f.Add(raw)
+	}
+	f.Add([]byte(`{"connectedregistry":{"name":"edge"},"target":{"size":-0,"length":null},"request":{"ID":"r"}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var got EventData
+		if !readData(raw, &got) {
+			return
+		}
+		var want EventData
+		require.NoError(t, json.Unmarshal(raw, &want))
+		require.Equal(t, want, got)
+	})
+}
+
+// FuzzAppendEnvelope: the envelope and its data are written byte for byte as encoding/json writes them,
+// whatever the strings hold and whichever optional fields are set.
+func FuzzAppendEnvelope(f *testing.F) {
+	f.Add("id-1", "team/web", "v1", "docker/20.10 go1.21", int64(524), uint16(0xffff))
+	f.Add("", "", "", "", int64(0), uint16(0))
+	f.Add("é\u2028\"\\\n", "<a&b>", "\xff", "\x01", int64(-1), uint16(0x5555))
+	f.Fuzz(func(t *testing.T, id, repo, tag, text string, size int64, set uint16) {
+		on := func(bit int) bool { return set&(1<<bit) != 0 }
+		pick := func(bit int, s string) string {
+			if on(bit) {
+				return s
+			}
+			return ""
+		}
+		d := EventData{Registry: repo, Origin: text, ID: pick(0, id), Action: pick(1, text), Timestamp: pick(2, tag), Location: pick(3, repo)}
+		if on(4) {
+			d.Target = &Target{MediaType: pick(5, text), Digest: pick(6, id), Repository: pick(7, repo), Tag: pick(8, tag),
+				URL: pick(9, text), Name: pick(10, repo), Version: pick(11, tag)}
+			if on(12) {
+				d.Target.Size = &size
+			}
+			if on(13) {
+				d.Target.Length = &size
+			}
+		}
+		if on(14) {
+			d.Request = &Request{ID: pick(0, id), Host: pick(1, repo), Method: pick(2, tag), UserAgent: pick(3, text), Addr: pick(5, id)}
+			d.Actor = &Actor{Name: pick(6, text)}
+		}
+		if on(15) {
+			d.Source = &Source{Addr: pick(7, id), InstanceID: pick(8, text)}
+			d.ConnectedRegistry = &ConnectedRegistry{Name: pick(9, repo)}
+		}
+		env := Envelope{SpecVersion: "1.0", ID: id, Source: text, Type: tag, Subject: pick(4, repo), Time: tag, DataContentType: "application/json", Data: d}
+		require.Equal(t, string(reference(t, env)), string(appendEnvelope(nil, &env)))
+		require.Equal(t, string(reference(t, d)), string(appendData(nil, &d)))
+	})
+}

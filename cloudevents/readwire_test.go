@@ -1,0 +1,77 @@
+package cloudevents
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// sampleObjects returns every event object of the bridge's sample payloads: the elements of the arrays
+// and the objects themselves.
+func sampleObjects(t testing.TB) [][]byte {
+	files, err := filepath.Glob(filepath.Join("..", "bridge", "testdata", "in", "*.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	var out [][]byte
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		if elems, ok := splitArray(b); ok {
+			for _, e := range elems {
+				out = append(out, e)
+			}
+			continue
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// TestSamplesTakeTheFastPath: Azure's own samples are read by the one-pass reader, not handed to
+// encoding/json, and read the same as encoding/json reads them.
+func TestSamplesTakeTheFastPath(t *testing.T) {
+	for _, b := range sampleObjects(t) {
+		got, ok := readWire(b, DefaultMaxDepth)
+		require.True(t, ok, "declined %s", b)
+		var want wireEvent
+		require.NoError(t, json.Unmarshal(b, &want))
+		assert.Equal(t, want, got)
+	}
+	for _, in := range []string{
+		`{"id":"a","ID":"b","eventType":"x"}`, // one field, two spellings
+		`{"id":5,"eventType":"x"}`,            // a number where a string goes
+		`{"specversion":1,"id":"a"}`,          // ditto
+		`{"\u0069d":"a","eventType":"x"}`,     // an escaped key
+		`{"id":"a","id":"b","eventType":"x"}`, // a key twice
+		`["not an object"]`,                   // not an object
+	} {
+		_, ok := readWire([]byte(in), DefaultMaxDepth)
+		assert.False(t, ok, in)
+	}
+	w, ok := readWire([]byte(`{"specversion":null,"EventType":"x","data":null,"id":"\u00e9"}`), DefaultMaxDepth)
+	require.True(t, ok)
+	assert.Equal(t, wireEvent{EventType: "x", Data: json.RawMessage("null"), ID: "é"}, w)
+}
+
+// FuzzReadWire: whenever the one-pass reader reads an event, encoding/json reads the same event from it
+// without error, and the nesting and repeated-key checks pass.
+func FuzzReadWire(f *testing.F) {
+	for _, b := range sampleObjects(f) {
+		f.Add(b)
+	}
+	f.Add([]byte(`{"specversion":null,"EventType":"x","data":null,"Id":"\u00e9","connectedregistry":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := readWire(b, DefaultMaxDepth)
+		if !ok {
+			return
+		}
+		var want wireEvent
+		require.NoError(t, json.Unmarshal(b, &want))
+		require.NoError(t, checkJSON(b, DefaultMaxDepth))
+		require.Equal(t, want, got)
+	})
+}

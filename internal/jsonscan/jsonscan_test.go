@@ -1,0 +1,211 @@
+package jsonscan
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		kind Kind
+	}{
+		{` {"a":1, "b" : [true,false,null], "c":{"d":"e\"\u00e9\n"}} `, Object},
+		{`[]`, Array},
+		{`"caf\u00e9 ü"`, String},
+		{`-0.5e+10`, Number},
+		{`0`, Number},
+		{`null`, Null},
+		{`true`, Bool},
+		{`{"":1}`, Object},
+		{`{"a":{},"b":{"a":1}}`, Object}, // the same key in different objects
+	} {
+		v, ok := Parse([]byte(tc.in), 64)
+		if assert.True(t, ok, tc.in) {
+			assert.Equal(t, tc.kind, v.Kind(), tc.in)
+			assert.Equal(t, strings.TrimSpace(tc.in), string(v))
+		}
+	}
+	for _, in := range []string{
+		``, ` `, `{`, `{"a":1,}`, `[1,]`, `{"a" 1}`, `{a:1}`, `01`, `1.`, `.5`, `1e`, `+1`, `-`, `tru`, `nul`,
+		`"\x"`, `"\u12"`, "\"a\tb\"", "\"\xff\"", `{"a":1}x`, `{"a":1} {}`, `[1 2]`, `'a'`,
+		`{"a":1,"a":2}`, // a key twice
+		`{"\u0061":1}`,  // an escaped key
+		`[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]`, // deeper than the limit below
+	} {
+		_, ok := Parse([]byte(in), 16)
+		assert.False(t, ok, in)
+	}
+	_, ok := Parse([]byte(`[[[]]]`), 3)
+	assert.True(t, ok, "three levels within a limit of three")
+	_, ok = Parse([]byte(`[[[]]]`), 2)
+	assert.False(t, ok, "three levels past a limit of two")
+}
+
+func TestParseManyKeys(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range 1000 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(`"k` + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + string(rune('a'+i/26)) + `":1`)
+	}
+	_, ok := Parse([]byte(b.String()+"}"), 64)
+	assert.True(t, ok, "1000 distinct keys")
+	_, ok = Parse([]byte(b.String()+`,"kaa":2}`), 64)
+	assert.False(t, ok, "the first key again after 1000")
+}
+
+func TestMembers(t *testing.T) {
+	v, ok := Parse([]byte(`{ "id" : "a" , "data":{"x":[1,"}"]} ,"n":null,"size":12}`), 64)
+	require.True(t, ok)
+	var keys, vals []string
+	for k, val := range v.Members() {
+		keys, vals = append(keys, string(k)), append(vals, string(val))
+	}
+	assert.Equal(t, []string{"id", "data", "n", "size"}, keys)
+	assert.Equal(t, []string{`"a"`, `{"x":[1,"}"]}`, `null`, `12`}, vals)
+
+	for range Value(`{"a":`).Members() {
+		t.Fatal("a value not from Parse yields nothing it cannot read")
+	}
+}
+
+func TestScalars(t *testing.T) {
+	s, ok := Value(`"a\"b\u00e9"`).Str()
+	assert.True(t, ok)
+	assert.Equal(t, "a\"bé", s)
+	_, ok = Value(`12`).Str()
+	assert.False(t, ok)
+
+	n, ok := Value(`-9223372036854775808`).Int64()
+	assert.True(t, ok)
+	assert.Equal(t, int64(-9223372036854775808), n)
+	for _, in := range []string{`9223372036854775808`, `1.0`, `1e2`, `"1"`} {
+		_, ok := Value(in).Int64()
+		assert.False(t, ok, in)
+	}
+}
+
+func TestFields(t *testing.T) {
+	f := NewFields("connectedRegistry", "id")
+	assert.Equal(t, 0, f.Index([]byte("connectedRegistry")))
+	assert.Equal(t, 0, f.Index([]byte("connectedregistry")), "case-insensitive, as encoding/json")
+	assert.Equal(t, 1, f.Index([]byte("ID")))
+	assert.Equal(t, -1, f.Index([]byte("idx")))
+}
+
+// FuzzParse holds Parse and the readers to encoding/json: what Parse accepts is valid JSON whose
+// members, strings and integers read the same as encoding/json reads them; and Parse declines valid JSON
+// only for the reasons it gives (an escape in the text, a key twice, nesting past the limit).
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{`{"a":1,"b":[true,null,"x"],"c":{"d":-1.5e3}}`, `[{"id":"1"},{"id":"2"}]`,
+		`{"a":1,"a":2}`, `"\u00e9"`, `{"size":9223372036854775807,"length":1e2}`, `[[[[1]]]]`} {
+		f.Add([]byte(s), 3)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, maxDepth int) {
+		maxDepth = 1 + abs(maxDepth)%8
+		v, ok := Parse(b, maxDepth)
+		deep, dup, valid := reference(b, maxDepth)
+		if !ok {
+			if valid && utf8.Valid(b) && bytes.IndexByte(b, '\\') < 0 && !deep && !dup {
+				t.Fatalf("declined plain valid JSON %q", b)
+			}
+			return
+		}
+		if !valid || deep || dup {
+			t.Fatalf("accepted %q: valid %v, deeper than %d %v, a key twice %v", b, valid, maxDepth, deep, dup)
+		}
+		checkValue(t, v)
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -(n + 1)
+	}
+	return n
+}
+
+// checkValue compares what the readers return for v, and for its members, with encoding/json.
+func checkValue(t *testing.T, v Value) {
+	switch v.Kind() {
+	case String:
+		var want string
+		require.NoError(t, json.Unmarshal(v, &want))
+		got, ok := v.Str()
+		require.True(t, ok)
+		require.Equal(t, want, got)
+	case Number:
+		var want int64
+		err := json.Unmarshal(v, &want)
+		got, ok := v.Int64()
+		require.Equal(t, err == nil, ok, "Int64 of %s", v)
+		require.Equal(t, want, got)
+	case Object:
+		var want map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal(v, &want))
+		got := map[string]json.RawMessage{}
+		for k, val := range v.Members() {
+			got[string(k)] = json.RawMessage(val)
+			checkValue(t, val)
+		}
+		require.Equal(t, want, got)
+	}
+}
+
+// reference walks b with encoding/json's tokenizer: whether it is valid, nests deeper than maxDepth, or
+// has a key twice in one object.
+func reference(b []byte, maxDepth int) (deep, dup, valid bool) {
+	if !json.Valid(b) {
+		return false, false, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	type frame struct {
+		object  bool
+		keys    map[string]bool
+		wantKey bool
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return deep, dup, true
+		}
+		if err != nil {
+			return deep, dup, false
+		}
+		top := len(stack) - 1
+		if d, ok := tok.(json.Delim); ok {
+			switch d {
+			case '{', '[':
+				if top >= 0 && stack[top].object {
+					stack[top].wantKey = true
+				}
+				stack = append(stack, frame{object: d == '{', keys: map[string]bool{}, wantKey: true})
+				deep = deep || len(stack) > maxDepth
+			default:
+				stack = stack[:top]
+			}
+			continue
+		}
+		if top >= 0 && stack[top].object {
+			if stack[top].wantKey {
+				k := tok.(string)
+				dup = dup || stack[top].keys[k]
+				stack[top].keys[k] = true
+			}
+			stack[top].wantKey = !stack[top].wantKey
+		}
+	}
+}

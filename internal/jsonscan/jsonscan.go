@@ -161,11 +161,10 @@ func (f Fields) Index(key []byte) int {
 	return -1
 }
 
-// scanner checks JSON syntax by recursive descent, keeping the keys of the open objects to find repeats.
+// scanner checks JSON syntax by recursive descent.
 type scanner struct {
 	b        []byte
 	maxDepth int
-	keys     [][]byte
 }
 
 // value checks the value starting at i, inside depth open containers, and returns the index after it.
@@ -201,9 +200,7 @@ func (s *scanner) value(i, depth int) (int, bool) {
 
 func (s *scanner) object(i, depth int) (int, bool) {
 	b := s.b
-	first := len(s.keys)
-	defer func() { s.keys = s.keys[:first] }()
-	var set map[string]struct{}
+	var o object
 	i = skipSpace(b, i)
 	if i < len(b) && b[i] == '}' {
 		return i + 1, true
@@ -217,7 +214,7 @@ func (s *scanner) object(i, depth int) (int, bool) {
 			return 0, false
 		}
 		key := b[i+1 : end-1]
-		if bytes.IndexByte(key, '\\') >= 0 || s.repeated(key, first, &set) {
+		if bytes.IndexByte(key, '\\') >= 0 || o.repeated(b, key, i+1) {
 			return 0, false
 		}
 		i = skipSpace(b, end)
@@ -242,29 +239,38 @@ func (s *scanner) object(i, depth int) (int, bool) {
 	}
 }
 
-// repeated records a key of the object whose keys start at s.keys[first] and reports whether the object
-// already had it. Small objects are searched; a large one gets a set, so that a hostile object of a
-// million keys stays linear.
-func (s *scanner) repeated(key []byte, first int, set *map[string]struct{}) bool {
-	if *set != nil {
-		if _, dup := (*set)[string(key)]; dup {
+// object is what the scanner keeps of an open object to find a repeated key: where its first keys are
+// in b, and past that many keys a set, so that a hostile object of a million keys stays linear.
+type object struct {
+	keys [16]struct{ start, end int }
+	n    int
+	set  map[string]struct{}
+}
+
+// repeated records a key of the object and reports whether the object already had it.
+func (o *object) repeated(b []byte, key []byte, start int) bool {
+	if o.set != nil {
+		if _, dup := o.set[string(key)]; dup {
 			return true
 		}
-		(*set)[string(key)] = struct{}{}
+		o.set[string(key)] = struct{}{}
 		return false
 	}
-	for _, k := range s.keys[first:] {
-		if bytes.Equal(k, key) {
+	for _, k := range o.keys[:o.n] {
+		if k.end-k.start == len(key) && string(b[k.start:k.end]) == string(key) {
 			return true
 		}
 	}
-	s.keys = append(s.keys, key)
-	if len(s.keys)-first > 32 {
-		*set = make(map[string]struct{}, 64)
-		for _, k := range s.keys[first:] {
-			(*set)[string(k)] = struct{}{}
-		}
+	if o.n < len(o.keys) {
+		o.keys[o.n] = struct{ start, end int }{start, start + len(key)}
+		o.n++
+		return false
 	}
+	o.set = make(map[string]struct{}, 4*len(o.keys))
+	for _, k := range o.keys {
+		o.set[string(b[k.start:k.end])] = struct{}{}
+	}
+	o.set[string(key)] = struct{}{}
 	return false
 }
 
@@ -299,6 +305,10 @@ func (s *scanner) str(i int) (int, bool) {
 	b := s.b
 	for i < len(b) {
 		c := b[i]
+		if plain[c] {
+			i++
+			continue
+		}
 		switch {
 		case c == '"':
 			return i + 1, true
@@ -319,8 +329,6 @@ func (s *scanner) str(i int) (int, bool) {
 			}
 		case c < 0x20:
 			return 0, false
-		case c < utf8.RuneSelf:
-			i++
 		default:
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size == 1 {
@@ -331,6 +339,14 @@ func (s *scanner) str(i int) (int, bool) {
 	}
 	return 0, false
 }
+
+// plain marks the bytes a string holds as they are: ASCII other than control bytes, '"' and '\\'.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')

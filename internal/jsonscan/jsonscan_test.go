@@ -209,3 +209,19 @@ func reference(b []byte, maxDepth int) (deep, dup, valid bool) {
 		}
 	}
 }
+
+// BenchmarkParse reads a typical Event Grid ImagePushed event: go test ./internal/jsonscan -bench Parse
+func BenchmarkParse(b *testing.B) {
+	ev := []byte(`{"id":"831e1650-001e-001b-66ab-eeb76e069631","topic":"/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/myregistry",` +
+		`"subject":"team/app:v1","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T10:00:00.1234567Z",` +
+		`"data":{"id":"831e1650-001e-001b-66ab-eeb76e069631","timestamp":"2024-05-01T10:00:00.1234567Z","action":"push","location":"westus",` +
+		`"target":{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":524,"digest":"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","length":524,"repository":"team/app","tag":"v1"},` +
+		`"request":{"id":"r","host":"myregistry.azurecr.io","method":"PUT","useragent":"docker/24.0.7"}},"dataVersion":"1.0","metadataVersion":"1"}`)
+	b.SetBytes(int64(len(ev)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := Parse(ev, 64); !ok {
+			b.Fatal("declined")
+		}
+	}
+}

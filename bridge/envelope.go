@@ -498,9 +498,17 @@ func registryFromSource(source string) (registry, connected string) {
 	return registry, connected
 }
 
+// segmentAfter returns the path segment after the first match of marker, which is lower-case ASCII,
+// matched ASCII-case-insensitively. (strings.ToLower would also fold other letters, some of which change
+// length, so that an index into the lowered string would not be one into s.)
 func segmentAfter(s, marker string) (segment, rest string) {
-	i := strings.Index(strings.ToLower(s), marker)
-	if i < 0 {
+	i := 0
+	for ; i+len(marker) <= len(s); i++ {
+		if s[i] == marker[0] && asciiEqualFold(s[i:i+len(marker)], marker) {
+			break
+		}
+	}
+	if i+len(marker) > len(s) {
 		return "", ""
 	}
 	s = s[i+len(marker):]
@@ -508,6 +516,20 @@ func segmentAfter(s, marker string) (segment, rest string) {
 		return s[:j], s[j:]
 	}
 	return s, ""
+}
+
+// asciiEqualFold reports whether s equals the lower-case ASCII lower, ignoring ASCII case.
+func asciiEqualFold(s, lower string) bool {
+	for i := range len(lower) {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // HashID is the id given to an event that has none: a hash of its bytes, so that a redelivery of the same

@@ -310,6 +310,17 @@ func TestNormalisationOddities(t *testing.T) {
 			},
 		},
 		{
+			// Ⱥ is two bytes, its lower case three: a lowered copy's offsets are not the topic's.
+			"letters whose lower case is longer, before the marker",
+			`{"id":"1","topic":"/ȺȺȺȺ/REGISTRIES/Reg1/ConnectedRegistries/ȺȺ","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00Z",
+			  "data":{"target":{"repository":"a"}}}`,
+			func(t *testing.T, subject string, env bridge.Envelope) {
+				assert.Equal(t, "acr.image.pushed.reg1.a", subject)
+				require.NotNil(t, env.Data.ConnectedRegistry)
+				assert.Equal(t, "ȺȺ", env.Data.ConnectedRegistry.Name)
+			},
+		},
+		{
 			"registry from request.host when the topic has none",
 			`{"id":"1","topic":"/subscriptions/s","eventType":"Microsoft.ContainerRegistry.ImageDeleted","eventTime":"2024-05-01T12:00:00Z",
 			  "data":{"target":{"repository":"Team/Web.API","digest":"sha256:1"},"request":{"host":"demo.azurecr.io"}}}`,

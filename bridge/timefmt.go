@@ -9,6 +9,46 @@ import (
 // digits it was sent with (Azure sends 7 or 9). It accepts what Azure really sends: offsets such as
 // +00:00, and no zone at all, which is taken as UTC. ok is false when s is not such a time.
 func NormalizeTime(s string) (normalized string, ok bool) {
+	if canonical(s) {
+		return s, true
+	}
+	return normalizeTime(s)
+}
+
+// canonical reports whether s is already normal: 2006-01-02T15:04:05[.fraction]Z with at most nine
+// fraction digits, and a real date and time of day. Most of what Azure sends is, and needs no parsing.
+func canonical(s string) bool {
+	const secondsEnd = len("2006-01-02T15:04:05")
+	if len(s) < secondsEnd+1 || len(s) > secondsEnd+11 || s[len(s)-1] != 'Z' ||
+		s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return false
+	}
+	num := func(i, n int) int {
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = 10*v + int(c-'0')
+		}
+		return v
+	}
+	year, month, day := num(0, 4), num(5, 2), num(8, 2)
+	hour, minute, sec := num(11, 2), num(14, 2), num(17, 2)
+	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
+		return false
+	}
+	if time.Date(year, time.Month(month), day, 0, 0, 0, 0, time.UTC).Day() != day {
+		return false // the 30th of February
+	}
+	if frac := s[secondsEnd : len(s)-1]; frac != "" {
+		return len(frac) >= 2 && frac[0] == '.' && num(secondsEnd+1, len(frac)-1) >= 0
+	}
+	return true
+}
+
+// normalizeTime is NormalizeTime for times that are not already normal.
+func normalizeTime(s string) (normalized string, ok bool) {
 	s = strings.TrimSpace(s)
 	if len(s) < len("2006-01-02T15:04:05") {
 		return "", false

@@ -117,15 +117,19 @@ func (p *JetStream) Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error
 	if err := checkPublishable(p.nc, msgs); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	acks, err := p.publish(ctx, msgs)
+	// A timer, not context.WithTimeout: a child of the request's context costs a registration with
+	// its parent on every request, and this is the hot path.
+	timeout := time.NewTimer(p.timeout)
+	defer timeout.Stop()
+	acks, err := p.publish(ctx, timeout.C, msgs)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) && p.stream.Create {
 		p.log.Warn("no stream answered; ensuring it exists", "stream", p.stream.Name)
-		if err := p.EnsureStream(ctx); err != nil {
+		ensureCtx, cancel := context.WithTimeout(ctx, p.timeout)
+		defer cancel()
+		if err := p.EnsureStream(ensureCtx); err != nil {
 			return nil, err
 		}
-		acks, err = p.publish(ctx, msgs)
+		acks, err = p.publish(ctx, timeout.C, msgs)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -133,7 +137,8 @@ func (p *JetStream) Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error
 	return acks, nil
 }
 
-func (p *JetStream) publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) {
+// publish sends every message and waits for every ack, until timeout fires or ctx is done.
+func (p *JetStream) publish(ctx context.Context, timeout <-chan time.Time, msgs []*nats.Msg) ([]Ack, error) {
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
 		f, err := p.js.PublishMsgAsync(m)
@@ -149,6 +154,8 @@ func (p *JetStream) publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error
 			acks[i] = Ack{Stream: a.Stream, Sequence: a.Sequence, Duplicate: a.Duplicate}
 		case err := <-f.Err():
 			return nil, fmt.Errorf("publish %s: %w", msgs[i].Subject, err)
+		case <-timeout:
+			return nil, fmt.Errorf("publish %s: waiting for ack: %w", msgs[i].Subject, context.DeadlineExceeded)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("publish %s: waiting for ack: %w", msgs[i].Subject, ctx.Err())
 		}

@@ -36,6 +36,14 @@ var scenarios = []scenario{
 	{"batch of 50, 64 connections", 64, 50},
 }
 
+// short names a scenario for -bench: single-1, single-64, batch50-1, batch50-64.
+func (sc scenario) short() string {
+	if sc.batch == 1 {
+		return fmt.Sprintf("single-%d", sc.conns)
+	}
+	return fmt.Sprintf("batch%d-%d", sc.batch, sc.conns)
+}
+
 // figures are what one run of one scenario measured.
 type figures struct {
 	eventsPerSec       float64
@@ -175,10 +183,10 @@ func peakRSS(t testing.TB, pid int) int64 {
 
 // compare measures every scenario on both receivers, runs times each (a fresh NATS and receiver per
 // scenario and receiver), and prints the medians and the bridge/reference ratios.
-func compare(t testing.TB, d time.Duration, runs int) {
+func compare(t testing.TB, scs []scenario, d time.Duration, runs int) {
 	var out strings.Builder
 	fmt.Fprintf(&out, "\n%-30s %-9s %10s %9s %9s %9s %10s %8s\n", "scenario", "receiver", "events/s", "p50", "p99", "p99.9", "CPU s/1k", "RSS MiB")
-	for _, sc := range scenarios {
+	for _, sc := range scs {
 		med := map[string]figures{}
 		for _, which := range []string{"bridge", "reference"} {
 			var fs []figures
@@ -238,14 +246,19 @@ func median(fs []figures) figures {
 }
 
 // BenchmarkReceivers is the full comparison: go test ./integration -run '^$' -bench Receivers -benchtime 1x
+// (one shape: -bench Receivers/single-64).
 func BenchmarkReceivers(b *testing.B) {
-	for range b.N {
-		compare(b, 5*time.Second, 3)
+	for _, sc := range scenarios {
+		b.Run(sc.short(), func(b *testing.B) {
+			for range b.N {
+				compare(b, []scenario{sc}, 5*time.Second, 3)
+			}
+		})
 	}
 }
 
 // TestBenchmarkSmoke runs the comparison briefly so CI prints figures and the machinery keeps working.
 // It asserts only that every request was answered 200, never a timing.
 func TestBenchmarkSmoke(t *testing.T) {
-	compare(t, 500*time.Millisecond, 1)
+	compare(t, scenarios, 500*time.Millisecond, 1)
 }

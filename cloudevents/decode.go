@@ -145,7 +145,10 @@ func (d Decoder) Decode(header http.Header, body []byte) (*Delivery, error) {
 		}
 		return &Delivery{Events: []Event{ev}}, nil
 	case '[':
-		elems, ok := splitArray(trimmed)
+		elems, wires, ok := d.readBatch(trimmed)
+		if !ok {
+			elems, ok = splitArray(trimmed)
+		}
 		if !ok {
 			// The reason comes from encoding/json, on this error path only.
 			var v []json.RawMessage
@@ -157,7 +160,13 @@ func (d Decoder) Decode(header http.Header, body []byte) (*Delivery, error) {
 		dl := &Delivery{Events: make([]Event, 0, len(elems))}
 		var firstErr error
 		for i, raw := range elems {
-			ev, err := d.decodeObject(raw)
+			var ev Event
+			var err error
+			if wires != nil {
+				ev, err = eventOf(wires[i], raw)
+			} else {
+				ev, err = d.decodeObject(raw)
+			}
 			if errors.As(err, new(syntaxError)) || (err != nil && !json.Valid(raw)) {
 				// An element that is not JSON at all makes the body no JSON array: nothing of it is read.
 				return nil, fmt.Errorf("%w: body is not a JSON array of events: event %d: %s", ErrMalformed, i, strings.TrimPrefix(err.Error(), ErrMalformed.Error()+": "))
@@ -207,9 +216,37 @@ var wireFields = jsonscan.NewFields("specversion", "id", "source", "type", "subj
 // for anything it is not sure of (see jsonscan.Parse) and for any error, which encoding/json then
 // explains.
 func readWire(raw []byte, maxDepth int) (wireEvent, bool) {
-	var w wireEvent
 	v, ok := jsonscan.Parse(raw, maxDepth)
-	if !ok || v.Kind() != jsonscan.Object {
+	if !ok {
+		return wireEvent{}, false
+	}
+	return wireOf(v)
+}
+
+// readBatch reads a JSON array of event objects in one pass: each element's bytes and attributes. It
+// reports false unless every element takes the fast path.
+func (d Decoder) readBatch(body []byte) ([]json.RawMessage, []wireEvent, bool) {
+	// Nesting counts from each element's own braces, one level inside the array.
+	v, ok := jsonscan.Parse(body, d.maxDepth()+1)
+	if !ok || v.Kind() != jsonscan.Array {
+		return nil, nil, false
+	}
+	var elems []json.RawMessage
+	var wires []wireEvent
+	for e := range v.Elements() {
+		w, ok := wireOf(e)
+		if !ok {
+			return nil, nil, false
+		}
+		elems, wires = append(elems, e.Bytes()), append(wires, w)
+	}
+	return elems, wires, true
+}
+
+// wireOf reads the attributes of an event object that jsonscan.Parse accepted.
+func wireOf(v jsonscan.Value) (wireEvent, bool) {
+	var w wireEvent
+	if v.Kind() != jsonscan.Object {
 		return w, false
 	}
 	var seen uint32
@@ -220,20 +257,20 @@ func readWire(raw []byte, maxDepth int) (wireEvent, bool) {
 		}
 		if seen&(1<<f) != 0 {
 			// One field under two spellings: encoding/json's rules for that are its own.
-			return w, false
+			return wireEvent{}, false
 		}
 		seen |= 1 << f
+		var ok bool
 		switch f {
 		case wSpecVersion:
+			ok = true
 			if val.Kind() != jsonscan.Null {
-				s, ok := val.Str()
-				if !ok {
-					return w, false
-				}
+				var s string
+				s, ok = val.Str()
 				w.SpecVersion = &s
 			}
 		case wData:
-			w.Data = json.RawMessage(val)
+			w.Data, ok = json.RawMessage(val.Bytes()), true
 		case wID:
 			w.ID, ok = val.StrOrNull()
 		case wSource:
@@ -258,7 +295,7 @@ func readWire(raw []byte, maxDepth int) (wireEvent, bool) {
 			w.DataVersion, ok = val.StrOrNull()
 		}
 		if !ok {
-			return w, false
+			return wireEvent{}, false
 		}
 	}
 	return w, true
@@ -274,6 +311,7 @@ func (d Decoder) decodeObject(raw json.RawMessage) (Event, error) {
 	w, ok := readWire(raw, d.maxDepth())
 	if !ok {
 		// Off the fast path, encoding/json decides and explains.
+		w = wireEvent{}
 		if err := json.Unmarshal(raw, &w); err != nil {
 			var syn *json.SyntaxError
 			if errors.As(err, &syn) {
@@ -285,6 +323,12 @@ func (d Decoder) decodeObject(raw json.RawMessage) (Event, error) {
 			return Event{}, err
 		}
 	}
+	return eventOf(w, raw)
+}
+
+// eventOf makes the Event of an element's attributes: a CloudEvent if it has specversion, an Event Grid
+// event if it has eventType, and an error otherwise.
+func eventOf(w wireEvent, raw json.RawMessage) (Event, error) {
 	switch {
 	case w.SpecVersion != nil:
 		return cloudEvent(w, raw)

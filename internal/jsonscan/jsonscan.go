@@ -6,8 +6,10 @@ package jsonscan
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"iter"
+	"math"
 	"strconv"
 	"unicode/utf8"
 )
@@ -15,9 +17,24 @@ import (
 // MaxDepth is encoding/json's own nesting limit; Parse never accepts more.
 const MaxDepth = 10000
 
-// Value is JSON text that Parse accepted, or a part of it: always exactly one valid JSON value without
-// surrounding whitespace.
-type Value []byte
+// Value is a JSON value that Parse accepted, or a part of it. Its zero value is Invalid.
+type Value struct {
+	doc *doc
+	i   int32
+}
+
+// doc is parsed text and its values in document order: a container is followed by its contents (an
+// object's as key, value, key, value), so that walking members never reads the text again.
+type doc struct {
+	b     []byte
+	nodes []node
+}
+
+// node is one value: its bytes are b[start:end], and next is the index of the node after it and all it
+// contains.
+type node struct {
+	start, end, next int32
+}
 
 // Kind is the JSON type of a Value.
 type Kind byte
@@ -38,21 +55,34 @@ const (
 // maxDepth (and MaxDepth), no key written with an escape and no key twice in one object. It reports false
 // otherwise; false does not mean b is invalid, only that encoding/json must read it.
 func Parse(b []byte, maxDepth int) (Value, bool) {
-	s := scanner{b: b, maxDepth: min(maxDepth, MaxDepth)}
-	start := skipSpace(b, 0)
-	end, ok := s.value(start, 0)
-	if !ok || skipSpace(b, end) != len(b) {
-		return nil, false
+	if len(b) > math.MaxInt32 {
+		return Value{}, false
 	}
-	return Value(b[start:end]), true
+	s := scanner{b: b, maxDepth: min(maxDepth, MaxDepth), nodes: make([]node, 0, 8+len(b)/16)}
+	end, ok := s.value(skipSpace(b, 0), 0)
+	if !ok || skipSpace(b, end) != len(b) {
+		return Value{}, false
+	}
+	return Value{doc: &doc{b: b, nodes: s.nodes}}, true
+}
+
+func (v Value) node() node { return v.doc.nodes[v.i] }
+
+// Bytes returns the value's JSON text, without surrounding whitespace.
+func (v Value) Bytes() []byte {
+	if v.doc == nil {
+		return nil
+	}
+	n := v.node()
+	return v.doc.b[n.start:n.end]
 }
 
 // Kind returns the value's JSON type.
 func (v Value) Kind() Kind {
-	if len(v) == 0 {
+	if v.doc == nil {
 		return Invalid
 	}
-	switch v[0] {
+	switch v.doc.b[v.node().start] {
 	case 'n':
 		return Null
 	case 't', 'f':
@@ -74,21 +104,26 @@ func (v Value) Members() iter.Seq2[[]byte, Value] {
 		if v.Kind() != Object {
 			return
 		}
-		i := skipSpace(v, 1)
-		for i < len(v) && v[i] == '"' {
-			keyEnd := stringEnd(v, i+1)
-			key := v[i+1 : keyEnd]
-			i = skipSpace(v, skipSpace(v, keyEnd+1)+1) // past the key, the colon and spaces
-			if i >= len(v) {
-				return // not from Parse
-			}
-			end := valueEnd(v, i)
-			if !yield(key, v[i:end]) {
+		nodes, b := v.doc.nodes, v.doc.b
+		for k := v.i + 1; k < nodes[v.i].next; k = nodes[k+1].next {
+			key := nodes[k]
+			if !yield(b[key.start+1:key.end-1], Value{v.doc, k + 1}) {
 				return
 			}
-			i = skipSpace(v, end)
-			if i < len(v) && v[i] == ',' {
-				i = skipSpace(v, i+1)
+		}
+	}
+}
+
+// Elements yields the elements of an array, in order; nothing for other kinds.
+func (v Value) Elements() iter.Seq[Value] {
+	return func(yield func(Value) bool) {
+		if v.Kind() != Array {
+			return
+		}
+		nodes := v.doc.nodes
+		for k := v.i + 1; k < nodes[v.i].next; k = nodes[k].next {
+			if !yield(Value{v.doc, k}) {
+				return
 			}
 		}
 	}
@@ -99,12 +134,13 @@ func (v Value) Str() (string, bool) {
 	if v.Kind() != String {
 		return "", false
 	}
-	inner := v[1 : len(v)-1]
+	text := v.Bytes()
+	inner := text[1 : len(text)-1]
 	if bytes.IndexByte(inner, '\\') < 0 {
 		return string(inner), true
 	}
 	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
+	if err := json.Unmarshal(text, &s); err != nil {
 		return "", false
 	}
 	return s, true
@@ -124,7 +160,7 @@ func (v Value) Int64() (int64, bool) {
 	if v.Kind() != Number {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(string(v), 10, 64)
+	n, err := strconv.ParseInt(string(v.Bytes()), 10, 64)
 	if err != nil {
 		return 0, false
 	}
@@ -161,10 +197,11 @@ func (f Fields) Index(key []byte) int {
 	return -1
 }
 
-// scanner checks JSON syntax by recursive descent.
+// scanner checks JSON syntax by recursive descent and records every value as a node.
 type scanner struct {
 	b        []byte
 	maxDepth int
+	nodes    []node
 }
 
 // value checks the value starting at i, inside depth open containers, and returns the index after it.
@@ -173,49 +210,80 @@ func (s *scanner) value(i, depth int) (int, bool) {
 	if i >= len(b) {
 		return 0, false
 	}
+	n := len(s.nodes)
+	s.nodes = append(s.nodes, node{start: int32(i)})
+	var end int
+	var ok bool
 	switch c := b[i]; {
 	case c == '"':
-		return s.str(i + 1)
+		end, ok = s.str(i + 1)
 	case c == '{':
 		if depth >= s.maxDepth {
 			return 0, false
 		}
-		return s.object(i+1, depth+1)
+		end, ok = s.object(i+1, depth+1)
 	case c == '[':
 		if depth >= s.maxDepth {
 			return 0, false
 		}
-		return s.array(i+1, depth+1)
+		end, ok = s.array(i+1, depth+1)
 	case c == '-' || (c >= '0' && c <= '9'):
-		return number(b, i)
+		end, ok = number(b, i)
 	case c == 't':
-		return literal(b, i, "true")
+		end, ok = literal(b, i, "true")
 	case c == 'f':
-		return literal(b, i, "false")
+		end, ok = literal(b, i, "false")
 	case c == 'n':
-		return literal(b, i, "null")
+		end, ok = literal(b, i, "null")
 	}
-	return 0, false
+	if !ok {
+		return 0, false
+	}
+	s.nodes[n].end, s.nodes[n].next = int32(end), int32(len(s.nodes))
+	return end, true
 }
 
 func (s *scanner) object(i, depth int) (int, bool) {
 	b := s.b
-	var o object
+	first := len(s.nodes) // the object's first key, once there is one
+	var set map[string]struct{}
 	i = skipSpace(b, i)
 	if i < len(b) && b[i] == '}' {
 		return i + 1, true
 	}
-	for {
+	for keys := 0; ; keys++ {
 		if i >= len(b) || b[i] != '"' {
 			return 0, false
 		}
-		end, ok := s.str(i + 1)
+		k := len(s.nodes)
+		end, ok := s.value(i, depth)
 		if !ok {
 			return 0, false
 		}
 		key := b[i+1 : end-1]
-		if bytes.IndexByte(key, '\\') >= 0 || o.repeated(b, key, i+1) {
+		if bytes.IndexByte(key, '\\') >= 0 {
 			return 0, false
+		}
+		// A repeated key: the first 16 are compared in place, then all are kept in a set, so that a
+		// hostile object of a million keys stays linear.
+		if keys == 16 {
+			set = make(map[string]struct{}, 64)
+			for j := first; j < k; j = int(s.nodes[j+1].next) {
+				earlier := s.nodes[j]
+				set[string(b[earlier.start+1:earlier.end-1])] = struct{}{}
+			}
+		}
+		if set != nil {
+			if _, dup := set[string(key)]; dup {
+				return 0, false
+			}
+			set[string(key)] = struct{}{}
+		} else {
+			for j := first; j < k; j = int(s.nodes[j+1].next) {
+				if earlier := s.nodes[j]; string(b[earlier.start+1:earlier.end-1]) == string(key) {
+					return 0, false
+				}
+			}
 		}
 		i = skipSpace(b, end)
 		if i >= len(b) || b[i] != ':' {
@@ -237,41 +305,6 @@ func (s *scanner) object(i, depth int) (int, bool) {
 			return 0, false
 		}
 	}
-}
-
-// object is what the scanner keeps of an open object to find a repeated key: where its first keys are
-// in b, and past that many keys a set, so that a hostile object of a million keys stays linear.
-type object struct {
-	keys [16]struct{ start, end int }
-	n    int
-	set  map[string]struct{}
-}
-
-// repeated records a key of the object and reports whether the object already had it.
-func (o *object) repeated(b []byte, key []byte, start int) bool {
-	if o.set != nil {
-		if _, dup := o.set[string(key)]; dup {
-			return true
-		}
-		o.set[string(key)] = struct{}{}
-		return false
-	}
-	for _, k := range o.keys[:o.n] {
-		if k.end-k.start == len(key) && string(b[k.start:k.end]) == string(key) {
-			return true
-		}
-	}
-	if o.n < len(o.keys) {
-		o.keys[o.n] = struct{ start, end int }{start, start + len(key)}
-		o.n++
-		return false
-	}
-	o.set = make(map[string]struct{}, 4*len(o.keys))
-	for _, k := range o.keys {
-		o.set[string(b[k.start:k.end])] = struct{}{}
-	}
-	o.set[string(key)] = struct{}{}
-	return false
 }
 
 func (s *scanner) array(i, depth int) (int, bool) {
@@ -304,6 +337,13 @@ func (s *scanner) array(i, depth int) (int, bool) {
 func (s *scanner) str(i int) (int, bool) {
 	b := s.b
 	for i < len(b) {
+		// Eight plain bytes at a time, then byte by byte from the first that is not.
+		for i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		if plain[c] {
 			i++
@@ -338,6 +378,16 @@ func (s *scanner) str(i int) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// plain8 reports whether all eight bytes of x are plain: none is a control byte, '"', '\\' or
+// outside ASCII. (For a byte value v, (v - 0x01…) & ^v & 0x80… is non-zero when a byte of v is zero.)
+func plain8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	quote, backslash := x^(ones*'"'), x^(ones*'\\')
+	below := (x - ones*0x20) & ^x // a byte under 0x20 (x has no high bit set when this counts)
+	special := (quote-ones) & ^quote | (backslash-ones) & ^backslash | below | x
+	return special&highs == 0
 }
 
 // plain marks the bytes a string holds as they are: ASCII other than control bytes, '"' and '\\'.
@@ -398,53 +448,6 @@ func literal(b []byte, i int, lit string) (int, bool) {
 		return 0, false
 	}
 	return i + len(lit), true
-}
-
-// stringEnd returns the index of the quote that closes the string whose contents start at i.
-func stringEnd(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case '\\':
-			i += 2
-			continue
-		case '"':
-			return i
-		}
-		i++
-	}
-	return len(b)
-}
-
-// valueEnd returns the index just after the valid JSON value that starts at i.
-func valueEnd(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return min(stringEnd(b, i+1)+1, len(b))
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = stringEnd(b, j+1)
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return len(b)
-	}
-	j := i
-	for j < len(b) {
-		switch b[j] {
-		case ',', ']', '}', ' ', '\t', '\r', '\n':
-			return j
-		}
-		j++
-	}
-	return j
 }
 
 func skipSpace(b []byte, i int) int {

@@ -31,7 +31,7 @@ func TestParse(t *testing.T) {
 		v, ok := Parse([]byte(tc.in), 64)
 		if assert.True(t, ok, tc.in) {
 			assert.Equal(t, tc.kind, v.Kind(), tc.in)
-			assert.Equal(t, strings.TrimSpace(tc.in), string(v))
+			assert.Equal(t, strings.TrimSpace(tc.in), string(v.Bytes()))
 		}
 	}
 	for _, in := range []string{
@@ -65,33 +65,53 @@ func TestParseManyKeys(t *testing.T) {
 	assert.False(t, ok, "the first key again after 1000")
 }
 
-func TestMembers(t *testing.T) {
+func TestMembersAndElements(t *testing.T) {
 	v, ok := Parse([]byte(`{ "id" : "a" , "data":{"x":[1,"}"]} ,"n":null,"size":12}`), 64)
 	require.True(t, ok)
 	var keys, vals []string
 	for k, val := range v.Members() {
-		keys, vals = append(keys, string(k)), append(vals, string(val))
+		keys, vals = append(keys, string(k)), append(vals, string(val.Bytes()))
 	}
 	assert.Equal(t, []string{"id", "data", "n", "size"}, keys)
 	assert.Equal(t, []string{`"a"`, `{"x":[1,"}"]}`, `null`, `12`}, vals)
 
-	for range Value(`{"a":`).Members() {
-		t.Fatal("a value not from Parse yields nothing it cannot read")
+	v, ok = Parse([]byte(`[ {"a":[1,2]}, [], "s" ,3]`), 64)
+	require.True(t, ok)
+	var elems []string
+	for e := range v.Elements() {
+		elems = append(elems, string(e.Bytes()))
 	}
+	assert.Equal(t, []string{`{"a":[1,2]}`, `[]`, `"s"`, `3`}, elems)
+
+	for range (Value{}).Members() {
+		t.Fatal("the zero Value has no members")
+	}
+	for range (Value{}).Elements() {
+		t.Fatal("the zero Value has no elements")
+	}
+	assert.Equal(t, Invalid, Value{}.Kind())
 }
 
 func TestScalars(t *testing.T) {
-	s, ok := Value(`"a\"b\u00e9"`).Str()
+	parse := func(in string) Value {
+		v, ok := Parse([]byte(in), 64)
+		require.True(t, ok, in)
+		return v
+	}
+	s, ok := parse(`"a\"b\u00e9"`).Str()
 	assert.True(t, ok)
 	assert.Equal(t, "a\"bé", s)
-	_, ok = Value(`12`).Str()
+	_, ok = parse(`12`).Str()
 	assert.False(t, ok)
+	s, ok = parse(`null`).StrOrNull()
+	assert.True(t, ok)
+	assert.Empty(t, s)
 
-	n, ok := Value(`-9223372036854775808`).Int64()
+	n, ok := parse(`-9223372036854775808`).Int64()
 	assert.True(t, ok)
 	assert.Equal(t, int64(-9223372036854775808), n)
 	for _, in := range []string{`9223372036854775808`, `1.0`, `1e2`, `"1"`} {
-		_, ok := Value(in).Int64()
+		_, ok := parse(in).Int64()
 		assert.False(t, ok, in)
 	}
 }
@@ -136,30 +156,44 @@ func abs(n int) int {
 	return n
 }
 
-// checkValue compares what the readers return for v, and for its members, with encoding/json.
+// checkValue compares what the readers return for v, and for its members and elements, with
+// encoding/json.
 func checkValue(t *testing.T, v Value) {
+	text := v.Bytes()
 	switch v.Kind() {
 	case String:
 		var want string
-		require.NoError(t, json.Unmarshal(v, &want))
+		require.NoError(t, json.Unmarshal(text, &want))
 		got, ok := v.Str()
 		require.True(t, ok)
 		require.Equal(t, want, got)
 	case Number:
 		var want int64
-		err := json.Unmarshal(v, &want)
+		err := json.Unmarshal(text, &want)
 		got, ok := v.Int64()
-		require.Equal(t, err == nil, ok, "Int64 of %s", v)
+		require.Equal(t, err == nil, ok, "Int64 of %s", text)
 		require.Equal(t, want, got)
 	case Object:
 		var want map[string]json.RawMessage
-		require.NoError(t, json.Unmarshal(v, &want))
+		require.NoError(t, json.Unmarshal(text, &want))
 		got := map[string]json.RawMessage{}
 		for k, val := range v.Members() {
-			got[string(k)] = json.RawMessage(val)
+			got[string(k)] = json.RawMessage(val.Bytes())
 			checkValue(t, val)
 		}
 		require.Equal(t, want, got)
+	case Array:
+		var want []json.RawMessage
+		require.NoError(t, json.Unmarshal(text, &want))
+		var got []json.RawMessage
+		for e := range v.Elements() {
+			got = append(got, json.RawMessage(e.Bytes()))
+			checkValue(t, e)
+		}
+		require.Equal(t, len(want), len(got))
+		for i := range want {
+			require.Equal(t, string(want[i]), string(got[i]))
+		}
 	}
 }
 

@@ -299,7 +299,7 @@ func (s *Server) publishAndAnswer(w http.ResponseWriter, r *http.Request, b *bat
 				s.metrics.duplicates.Inc()
 				continue
 			}
-			s.metrics.published.WithLabelValues(kind).Inc()
+			s.metrics.publishedAs[kind].Inc()
 			switch kind {
 			case "deadletter":
 				s.metrics.deadLettered.Inc()
@@ -369,7 +369,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	if r.ContentLength > limit {
 		return nil, fmt.Errorf("%w: body of %d bytes, limit %d (BRIDGE_MAX_BODY_BYTES)", ErrTooLarge, r.ContentLength, limit)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := readAll(http.MaxBytesReader(w, r.Body, limit), r.ContentLength)
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
@@ -380,6 +380,26 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		return nil, fmt.Errorf("%w: reading the body: %v", ErrUnavailable, err)
 	}
 	return body, nil
+}
+
+// readAll is io.ReadAll with room for the announced Content-Length from the start, so that a body is read
+// into one allocation instead of a series of doubling ones. The room is capped: a sender announcing a
+// large body and sending it slowly must not reserve memory it has not sent.
+func readAll(r io.Reader, contentLength int64) ([]byte, error) {
+	b := make([]byte, 0, min(max(contentLength, 0), 64<<10)+1) // +1: EOF is seen without growing
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if errors.Is(err, io.EOF) {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // limitInflight answers 503 at once when MaxInflight deliveries are under way, so that a flood is turned

@@ -14,8 +14,10 @@ import (
 // Metrics are the bridge's Prometheus metrics. Labels take values from small fixed sets only, so that no
 // input can grow the number of series.
 type Metrics struct {
-	received      *prometheus.CounterVec
-	published     *prometheus.CounterVec
+	received  *prometheus.CounterVec
+	published *prometheus.CounterVec
+	// publishedAs holds published's counter of each kind, looked up once rather than per message.
+	publishedAs   map[string]prometheus.Counter
 	duplicates    prometheus.Counter
 	deadLettered  prometheus.Counter
 	passedThrough prometheus.Counter
@@ -71,6 +73,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "bridge_inflight_requests",
 			Help: "Deliveries being handled now (capped by BRIDGE_MAX_INFLIGHT).",
 		}),
+	}
+	m.publishedAs = map[string]prometheus.Counter{}
+	for _, kind := range []string{"acr", "ping", "passthrough", "deadletter"} {
+		m.publishedAs[kind] = m.published.WithLabelValues(kind)
 	}
 	reg.MustRegister(m.received, m.published, m.duplicates, m.deadLettered, m.passedThrough, m.rejected,
 		m.requests, m.requestTime, m.publishTime, m.inflight)

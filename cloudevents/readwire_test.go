@@ -2,6 +2,7 @@ package cloudevents
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -72,6 +73,26 @@ func FuzzReadWire(f *testing.F) {
 		var want wireEvent
 		require.NoError(t, json.Unmarshal(b, &want))
 		require.NoError(t, checkJSON(b, DefaultMaxDepth))
+		require.Equal(t, want, got)
+	})
+}
+
+// FuzzDecodeFastPath: Decode gives exactly what it gives with the one-pass readers off: the same events,
+// the same invalid elements, the same error.
+func FuzzDecodeFastPath(f *testing.F) {
+	addSamples(f)
+	for _, b := range sampleObjects(f) {
+		f.Add(b)
+	}
+	f.Add([]byte(`[{"id":"1","eventType":"x"},{"id":2},{"specversion":"0.3","id":"a","source":"s","type":"t"},[],"s",{"Id":"3","eventType":"y","ID":"4"}]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, gotErr := Decoder{}.Decode(http.Header{}, body)
+		want, wantErr := Decoder{slowOnly: true}.Decode(http.Header{}, body)
+		if wantErr != nil {
+			require.EqualError(t, gotErr, wantErr.Error())
+			return
+		}
+		require.NoError(t, gotErr)
 		require.Equal(t, want, got)
 	})
 }

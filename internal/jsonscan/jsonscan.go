@@ -17,7 +17,8 @@ import (
 // MaxDepth is encoding/json's own nesting limit; Parse never accepts more.
 const MaxDepth = 10000
 
-// Value is a JSON value that Parse accepted, or a part of it. Its zero value is Invalid.
+// Value is a JSON value that Parse accepted, or a part of it. Its zero value is Invalid. The Values of one
+// Parse are for one goroutine at a time.
 type Value struct {
 	doc *doc
 	i   int32
@@ -28,6 +29,9 @@ type Value struct {
 type doc struct {
 	b     []byte
 	nodes []node
+	// text is b as a string, made on the first Str, so that every string read from the document is a
+	// part of one allocation rather than an allocation of its own.
+	text string
 }
 
 // node is one value: its bytes are b[start:end], and next is the index of the node after it and all it
@@ -135,9 +139,12 @@ func (v Value) Str() (string, bool) {
 		return "", false
 	}
 	text := v.Bytes()
-	inner := text[1 : len(text)-1]
-	if bytes.IndexByte(inner, '\\') < 0 {
-		return string(inner), true
+	if bytes.IndexByte(text[1:len(text)-1], '\\') < 0 {
+		if v.doc.text == "" {
+			v.doc.text = string(v.doc.b)
+		}
+		n := v.node()
+		return v.doc.text[n.start+1 : n.end-1], true
 	}
 	var s string
 	if err := json.Unmarshal(text, &s); err != nil {

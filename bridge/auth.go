@@ -56,7 +56,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.error(w, r, err)
 			return
 		}
-		recordOf(r.Context()).auth = who
+		recordOf(w).auth = who
 		next.ServeHTTP(w, r)
 	})
 }

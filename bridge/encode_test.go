@@ -140,3 +140,18 @@ func FuzzAppendEnvelope(f *testing.F) {
 		require.Equal(t, string(reference(t, d)), string(appendData(nil, &d)))
 	})
 }
+
+// TestSizeHintCoversTheSamples: the envelope of every sample is written into the room sizeHint gives,
+// without growing the buffer.
+func TestSizeHintCoversTheSamples(t *testing.T) {
+	for _, raw := range sampleData(t) {
+		var d EventData
+		require.True(t, readData(raw, &d))
+		d.Registry, d.Origin = "myregistry", "cloudevents"
+		env := Envelope{SpecVersion: "1.0", ID: "831e1650-001e-001b-66ab-eeb76e069631", Type: TypeImagePushed, Subject: "hello-world:v1",
+			Source: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/myregistry",
+			Time:   "2024-05-01T10:00:00.1234567Z", DataContentType: "application/json", Data: d}
+		out := appendEnvelope(make([]byte, 0, sizeHint(&env)), &env)
+		assert.LessOrEqual(t, len(out), sizeHint(&env), "%s", out)
+	}
+}

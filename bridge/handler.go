@@ -103,7 +103,7 @@ func (s *Server) handleEventGrid() http.Handler {
 			s.error(w, r, fmt.Errorf("%w: %d events in one request, limit %d (BRIDGE_MAX_EVENTS)", ErrTooLarge, n, s.opts.MaxEvents))
 			return
 		}
-		b, err := s.prepare(r, d, "")
+		b, err := s.prepare(recordOf(w), d, "")
 		if err != nil {
 			s.error(w, r, err)
 			return
@@ -126,7 +126,7 @@ func (s *Server) handleWebhook() http.Handler {
 			s.error(w, r, err)
 			return
 		}
-		b, err := s.prepare(r, &cloudevents.Delivery{Events: []cloudevents.Event{ev}}, r.PathValue("registry"))
+		b, err := s.prepare(recordOf(w), &cloudevents.Delivery{Events: []cloudevents.Event{ev}}, r.PathValue("registry"))
 		if err != nil {
 			s.error(w, r, err)
 			return
@@ -152,8 +152,7 @@ func (b *batch) add(msg *nats.Msg, kind string) {
 
 // prepare normalises every event of a delivery and builds its message. It publishes nothing, so that a
 // request refused here has stored nothing.
-func (s *Server) prepare(r *http.Request, d *cloudevents.Delivery, pathRegistry string) (*batch, error) {
-	rec := recordOf(r.Context())
+func (s *Server) prepare(rec *record, d *cloudevents.Delivery, pathRegistry string) (*batch, error) {
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	size := len(d.Events) + len(d.Invalid)
 	b := &batch{msgs: make([]*nats.Msg, 0, size), kinds: make([]string, 0, size)}
@@ -280,7 +279,7 @@ func (s *Server) deadLetter(ev cloudevents.Event, reason string) *nats.Msg {
 
 // publishAndAnswer stores the batch and answers 200 only when every message is acknowledged.
 func (s *Server) publishAndAnswer(w http.ResponseWriter, r *http.Request, b *batch) {
-	rec := recordOf(r.Context())
+	rec := recordOf(w)
 	rec.events = len(b.msgs)
 	rec.deadLettered, rec.passedThrough = b.dead, b.passed
 	if len(b.msgs) > 0 {

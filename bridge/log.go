@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -22,13 +21,12 @@ type record struct {
 	err           error
 }
 
-type recordKey struct{}
-
-// recordOf returns the request's record; a request that did not pass through logRequests gets a
-// throwaway one, so handlers never check.
-func recordOf(ctx context.Context) *record {
-	if r, ok := ctx.Value(recordKey{}).(*record); ok {
-		return r
+// recordOf returns the request's record, which logRequests keeps in its ResponseWriter (a record in the
+// request's context would cost a copy of the request on every delivery); a request that did not pass
+// through logRequests gets a throwaway one, so handlers never check.
+func recordOf(w http.ResponseWriter) *record {
+	if sw, ok := w.(*statusWriter); ok {
+		return &sw.rec
 	}
 	return &record{}
 }
@@ -43,6 +41,7 @@ func (r *record) addID(id string) {
 type statusWriter struct {
 	http.ResponseWriter
 	code int
+	rec  record
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -64,16 +63,15 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &record{}
 		sw := &statusWriter{ResponseWriter: w}
-		inner := r.WithContext(context.WithValue(r.Context(), recordKey{}, rec))
-		next.ServeHTTP(sw, inner)
+		rec := &sw.rec
+		next.ServeHTTP(sw, r)
 		code := sw.code
 		if code == 0 {
 			code = http.StatusOK
 		}
 		// The mux sets the matched pattern on the request it routes: a fixed set of routes.
-		route := inner.Pattern
+		route := r.Pattern
 		if route == "" {
 			route = "unmatched"
 		}

@@ -31,7 +31,7 @@ func StatusOf(err error) int {
 // carries Retry-After; a 500 says "internal error" and only the log has the details.
 func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 	code := StatusOf(err)
-	recordOf(r.Context()).err = err
+	recordOf(w).err = err
 	s.metrics.rejected.WithLabelValues(reasonOf(err)).Inc()
 	var body string
 	switch {

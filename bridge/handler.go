@@ -65,7 +65,7 @@ func NewServer(opts Options, pub publisher, log *slog.Logger) *Server {
 	s := &Server{
 		opts:     opts,
 		norm:     Normalizer{DefaultRegistry: opts.DefaultRegistry},
-		dec:      cloudevents.Decoder{MaxDepth: opts.MaxJSONDepth},
+		dec:      cloudevents.Decoder{MaxDepth: opts.MaxJSONDepth, MaxEvents: opts.MaxEvents},
 		pub:      pub,
 		log:      log,
 		inflight: make(chan struct{}, max(opts.MaxInflight, 1)),
@@ -95,6 +95,9 @@ func (s *Server) handleEventGrid() http.Handler {
 			return
 		}
 		d, err := s.dec.Decode(r.Header, body)
+		if errors.Is(err, cloudevents.ErrTooManyEvents) {
+			err = fmt.Errorf("%w: more than %d events in one request (BRIDGE_MAX_EVENTS)", ErrTooLarge, s.opts.MaxEvents)
+		}
 		if err != nil {
 			s.error(w, r, err)
 			return
@@ -381,14 +384,24 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	return body, nil
 }
 
-// readAll is io.ReadAll with room for the announced Content-Length from the start, so that a body is read
-// into one allocation instead of a series of doubling ones. The room is capped: a sender announcing a
-// large body and sending it slowly must not reserve memory it has not sent.
+// readAll is io.ReadAll that sizes its buffer by the announced Content-Length: one allocation for a
+// small body, and for a large one a buffer that doubles, never past the announced size, rather than
+// append's gentler growth and its many copies. A sender that announces a large body and sends it slowly
+// reserves no more than twice what it has sent.
 func readAll(r io.Reader, contentLength int64) ([]byte, error) {
-	b := make([]byte, 0, min(max(contentLength, 0), 64<<10)+1) // +1: EOF is seen without growing
+	var want int64 // unknown (a chunked body)
+	b := make([]byte, 0, 512)
+	if contentLength >= 0 {
+		want = contentLength + 1 // +1: EOF is seen without growing
+		b = make([]byte, 0, min(want, 64<<10))
+	}
 	for {
 		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+			grown := int64(2 * cap(b))
+			if int64(cap(b)) < want {
+				grown = min(grown, want)
+			}
+			b = append(make([]byte, 0, grown), b...)
 		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -521,6 +522,48 @@ func TestLimits(t *testing.T) {
 		assert.Equal(t, 413, code)
 		assert.Contains(t, resp, "BRIDGE_MAX_EVENTS")
 		assert.Empty(t, e.stored())
+	})
+	t.Run("too many events is refused before they are read", func(t *testing.T) {
+		// 4 MiB of empty objects is 1.4 million elements; each one read would cost far more than its
+		// three bytes, so the count is checked while the array is read, not after.
+		e := newEnv(t, func(s *setup) { s.opts.MaxBodyBytes = 4 << 20 })
+		for _, body := range []string{
+			"[" + strings.Repeat("{},", 4<<20/3-1) + "{}]",             // the one-pass reader's way
+			"[" + strings.Repeat(`{"\u0069d":1},`, 4<<20/14-1) + "{}]", // encoding/json's way (an escaped key)
+		} {
+			body := []byte(body)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			code, _, resp := e.post("/eventgrid", body)
+			runtime.ReadMemStats(&after)
+			assert.Equal(t, 413, code)
+			assert.Contains(t, resp, "BRIDGE_MAX_EVENTS")
+			// Reading the body, not a structure per element.
+			allocated := after.TotalAlloc - before.TotalAlloc
+			t.Logf("%d MiB allocated for a body of %d MiB", allocated>>20, len(body)>>20)
+			assert.Less(t, allocated, uint64(3*len(body)), "bytes allocated")
+		}
+		assert.Empty(t, e.stored())
+	})
+	t.Run("an object of many keys costs a bounded multiple of its size", func(t *testing.T) {
+		e := newEnv(t, func(s *setup) { s.opts.MaxBodyBytes = 4 << 20 })
+		var b strings.Builder
+		b.WriteString(`{"id":"many","eventType":"x"`)
+		for i := 0; b.Len() < 4<<20-64; i++ {
+			fmt.Fprintf(&b, `,"k%d":0`, i)
+		}
+		body := []byte(b.String() + "}")
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		code, _, resp := e.post("/eventgrid", body)
+		runtime.ReadMemStats(&after)
+		// Read whole, then refused as a message over the test server's max_payload.
+		require.Equal(t, 413, code, resp)
+		allocated := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%d MiB allocated for a body of %d MiB", allocated>>20, len(body)>>20)
+		// Keys in the hundreds of thousands are checked for repeats, one slice entry each, and every value
+		// is recorded: about ten times the body in all, where it was over twenty.
+		assert.Less(t, allocated, uint64(12*len(body)), "bytes allocated")
 	})
 	t.Run("message over max_payload", func(t *testing.T) {
 		e := newEnv(t)

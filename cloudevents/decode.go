@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -29,6 +30,10 @@ type syntaxError struct{ reason string }
 
 func (e syntaxError) Error() string { return ErrMalformed.Error() + ": " + e.reason }
 func (e syntaxError) Unwrap() error { return ErrMalformed }
+
+// ErrTooManyEvents is wrapped by the error for an array of more events than Decoder.MaxEvents. It is not
+// an ErrMalformed: the body may be valid, only too large for this receiver.
+var ErrTooManyEvents = errors.New("too many events")
 
 // ErrMalformed is wrapped by every error that means the request can never be processed: not JSON, not an
 // event, an unknown schema. Event Grid does not retry a 400, so only input that no retry can fix gets it.
@@ -111,9 +116,19 @@ type Decoder struct {
 	// MaxDepth is the deepest JSON nesting accepted in one event (an element of a batch counts from
 	// its own braces).
 	MaxDepth int
+	// MaxEvents is the most elements an array may have; a longer one is refused with ErrTooManyEvents as
+	// soon as the element past it is reached, before any is decoded. Zero means no limit.
+	MaxEvents int
 
 	// slowOnly turns the one-pass readers off, so that tests can hold them to encoding/json.
 	slowOnly bool
+}
+
+func (d Decoder) maxEvents() int {
+	if d.MaxEvents <= 0 {
+		return math.MaxInt
+	}
+	return d.MaxEvents
 }
 
 func (d Decoder) maxDepth() int {
@@ -155,14 +170,16 @@ func (d Decoder) Decode(header http.Header, body []byte) (*Delivery, error) {
 			elems, wires, ok = d.readBatch(trimmed)
 		}
 		if !ok {
-			elems, ok = splitArray(trimmed)
+			elems, ok = splitArray(trimmed, d.maxEvents())
 		}
-		if !ok {
+		switch {
+		case len(elems) > d.maxEvents():
+			return nil, fmt.Errorf("%w: more than %d in one array", ErrTooManyEvents, d.maxEvents())
+		case !ok:
 			// The reason comes from encoding/json, on this error path only.
 			var v []json.RawMessage
 			return nil, fmt.Errorf("%w: body is not a JSON array of events: %s", ErrMalformed, jsonReason(json.Unmarshal(trimmed, &v)))
-		}
-		if len(elems) == 0 {
+		case len(elems) == 0:
 			return nil, fmt.Errorf("%w: empty array", ErrMalformed)
 		}
 		dl := &Delivery{Events: make([]Event, 0, len(elems))}
@@ -235,8 +252,8 @@ func readWire(raw []byte, maxDepth int) (wireEvent, bool) {
 // reports false unless every element takes the fast path.
 func (d Decoder) readBatch(body []byte) ([]json.RawMessage, []wireEvent, bool) {
 	// Nesting counts from each element's own braces, one level inside the array.
-	v, ok := jsonscan.Parse(body, d.maxDepth()+1)
-	if !ok || v.Kind() != jsonscan.Array {
+	v, ok := jsonscan.ParseArray(body, d.maxDepth()+1, d.maxEvents())
+	if !ok {
 		return nil, nil, false
 	}
 	var elems []json.RawMessage

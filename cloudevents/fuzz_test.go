@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -210,8 +211,9 @@ func referenceCheck(t *testing.T, b []byte, maxDepth int) (deep, dup bool) {
 	}
 }
 
-// FuzzSplitArray: on a valid JSON array, splitArray finds exactly the elements encoding/json does; and
-// when it accepts an array whose elements are each valid JSON, encoding/json accepts the array too.
+// FuzzSplitArray: on a valid JSON array, splitArray finds exactly the elements encoding/json does, and
+// with a limit stops one past it; and when it accepts an array whose elements are each valid JSON,
+// encoding/json accepts the array too.
 func FuzzSplitArray(f *testing.F) {
 	for _, s := range []string{`[]`, ` [ 1 , "a]" , {"b":[1,{"c":"}"}]} , null ] `, `[{"a":"\"]"}]`, `[1 2]`, `[1,]`, `[[]]x`, `["\\"]`} {
 		f.Add([]byte(s))
@@ -220,10 +222,13 @@ func FuzzSplitArray(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var ref []json.RawMessage
 		refErr := json.Unmarshal(b, &ref)
-		got, ok := splitArray(b)
+		got, ok := splitArray(b, math.MaxInt)
 		if refErr == nil {
 			if !ok {
 				t.Fatalf("splitArray refused %q, a valid array", b)
+			}
+			if first, ok := splitArray(b, 2); len(ref) > 2 && (!ok || len(first) != 3 || !bytes.Equal(first[2], got[2])) {
+				t.Fatalf("splitArray with a limit of 2 returned %d elements of %q, %v", len(first), b, ok)
 			}
 			if len(got) != len(ref) {
 				t.Fatalf("splitArray found %d elements in %q, encoding/json %d", len(got), b, len(ref))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -17,22 +18,29 @@ const DefaultMaxDepth = 64
 // de-duplicates on could differ from the one a consumer reads. It does not check syntax: json.Unmarshal
 // does, and so it only has to find strings, brackets and the keys among the strings.
 func checkJSON(b []byte, maxDepth int) error {
-	var stack []jsonObject
+	// Each open container and, for an object, where its keys start in keys: every key of the open
+	// objects, so that one object's are compared when it closes (sorted, when it has many, so that a
+	// hostile object of a million keys costs a slice, not a map).
+	type open struct {
+		isObject bool
+		keys     int
+	}
+	var stack []open
+	var keys [][]byte
 	for i := 0; i < len(b); i++ {
 		switch b[i] {
 		case '{', '[':
 			if len(stack) == maxDepth {
 				return fmt.Errorf("%w: JSON nested deeper than %d levels", ErrMalformed, maxDepth)
 			}
-			if len(stack) < cap(stack) {
-				stack = stack[:len(stack)+1]
-				stack[len(stack)-1].reset(b[i] == '{')
-			} else {
-				stack = append(stack, jsonObject{isObject: b[i] == '{'})
-			}
+			stack = append(stack, open{isObject: b[i] == '{', keys: len(keys)})
 		case '}', ']':
-			if len(stack) > 0 {
-				stack = stack[:len(stack)-1]
+			if n := len(stack); n > 0 {
+				if key := repeatedKey(keys[stack[n-1].keys:]); key != nil {
+					return fmt.Errorf("%w: JSON object has the key %q twice", ErrMalformed, key)
+				}
+				keys = keys[:stack[n-1].keys]
+				stack = stack[:n-1]
 			}
 		case '"':
 			end := stringEnd(b, i+1)
@@ -49,9 +57,15 @@ func checkJSON(b []byte, maxDepth int) error {
 					}
 					key = []byte(s)
 				}
-				if stack[n-1].add(key) {
-					return fmt.Errorf("%w: JSON object has the key %q twice", ErrMalformed, key)
+				if mine := keys[stack[n-1].keys:]; len(mine) < 16 {
+					// Few keys: compared at once.
+					for _, k := range mine {
+						if bytes.Equal(k, key) {
+							return fmt.Errorf("%w: JSON object has the key %q twice", ErrMalformed, key)
+						}
+					}
 				}
+				keys = append(keys, key)
 			}
 			i = end
 		}
@@ -59,40 +73,19 @@ func checkJSON(b []byte, maxDepth int) error {
 	return nil
 }
 
-// jsonObject is one open container; for an object, the keys seen so far.
-type jsonObject struct {
-	isObject bool
-	keys     [][]byte
-	set      map[string]struct{}
-}
-
-func (o *jsonObject) reset(isObject bool) {
-	o.isObject, o.keys, o.set = isObject, o.keys[:0], nil
-}
-
-// add records a key and reports whether the object already had it. Small objects are searched; an
-// object with many keys gets a set, so that a hostile object of a million keys stays linear.
-func (o *jsonObject) add(key []byte) bool {
-	if o.set != nil {
-		if _, dup := o.set[string(key)]; dup {
-			return true
-		}
-		o.set[string(key)] = struct{}{}
-		return false
+// repeatedKey returns a key that one object's keys hold twice, or nil. Up to 16 keys were compared as
+// they came; more are sorted.
+func repeatedKey(keys [][]byte) []byte {
+	if len(keys) <= 16 {
+		return nil
 	}
-	for _, k := range o.keys {
-		if bytes.Equal(k, key) {
-			return true
+	slices.SortFunc(keys, bytes.Compare)
+	for j := 1; j < len(keys); j++ {
+		if bytes.Equal(keys[j-1], keys[j]) {
+			return keys[j]
 		}
 	}
-	o.keys = append(o.keys, key)
-	if len(o.keys) > 32 {
-		o.set = make(map[string]struct{}, 2*len(o.keys))
-		for _, k := range o.keys {
-			o.set[string(k)] = struct{}{}
-		}
-	}
-	return false
+	return nil
 }
 
 // stringEnd returns the index of the quote that closes the string starting at i, or len(b).
@@ -124,8 +117,9 @@ func nextByte(b []byte, i int) byte {
 
 // splitArray returns the elements of a body that is one JSON array, as slices of it, without decoding
 // them: each element is checked when it is decoded, so the body is not scanned twice. It reports false
-// when the array itself is broken (unbalanced, a missing comma, text after it).
-func splitArray(b []byte) ([]json.RawMessage, bool) {
+// when the array itself is broken (unbalanced, a missing comma, text after it). Past limit elements it
+// stops and returns limit+1 of them, so that a body of a million tiny elements costs no more than limit.
+func splitArray(b []byte, limit int) ([]json.RawMessage, bool) {
 	i := skipSpace(b, 0)
 	if i == len(b) || b[i] != '[' {
 		return nil, false
@@ -140,7 +134,9 @@ func splitArray(b []byte) ([]json.RawMessage, bool) {
 		if !ok {
 			return nil, false
 		}
-		elems = append(elems, b[i:end])
+		if elems = append(elems, b[i:end]); len(elems) > limit {
+			return elems, true
+		}
 		i = skipSpace(b, end)
 		if i == len(b) {
 			return nil, false

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"iter"
 	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -59,10 +60,22 @@ const (
 // maxDepth (and MaxDepth), no key written with an escape and no key twice in one object. It reports false
 // otherwise; false does not mean b is invalid, only that encoding/json must read it.
 func Parse(b []byte, maxDepth int) (Value, bool) {
+	return parse(b, maxDepth, math.MaxInt)
+}
+
+// ParseArray is Parse for a JSON array of at most maxLen elements. It declines a longer one as soon as it
+// reaches the element past maxLen, so that a body of a million tiny elements costs no more than maxLen.
+func ParseArray(b []byte, maxDepth, maxLen int) (Value, bool) {
+	v, ok := parse(b, maxDepth, maxLen)
+	return v, ok && v.Kind() == Array
+}
+
+func parse(b []byte, maxDepth, maxLen int) (Value, bool) {
 	if len(b) > math.MaxInt32 {
 		return Value{}, false
 	}
-	s := scanner{b: b, maxDepth: min(maxDepth, MaxDepth), nodes: make([]node, 0, 8+len(b)/16)}
+	s := scanner{b: b, maxDepth: min(maxDepth, MaxDepth), maxLen: maxLen,
+		nodes: make([]node, 0, min(8+len(b)/16, 4096)), maxNodes: 1024 + len(b)/4}
 	end, ok := s.value(skipSpace(b, 0), 0)
 	if !ok || skipSpace(b, end) != len(b) {
 		return Value{}, false
@@ -208,7 +221,13 @@ func (f Fields) Index(key []byte) int {
 type scanner struct {
 	b        []byte
 	maxDepth int
+	maxLen   int // elements of an array at the top
 	nodes    []node
+	// maxNodes bounds the nodes to about three times the size of b: events hold far fewer values per
+	// byte (about one in fifteen), and text made of tinier values is left to encoding/json.
+	maxNodes int
+	// keys are the key nodes of the open objects that have many keys.
+	keys []int32
 }
 
 // value checks the value starting at i, inside depth open containers, and returns the index after it.
@@ -218,7 +237,10 @@ func (s *scanner) value(i, depth int) (int, bool) {
 		return 0, false
 	}
 	n := len(s.nodes)
-	s.nodes = append(s.nodes, node{start: int32(i)})
+	if n >= s.maxNodes {
+		return 0, false
+	}
+	s.nodes = appendDoubling(s.nodes, node{start: int32(i)})
 	var end int
 	var ok bool
 	switch c := b[i]; {
@@ -253,7 +275,11 @@ func (s *scanner) value(i, depth int) (int, bool) {
 func (s *scanner) object(i, depth int) (int, bool) {
 	b := s.b
 	first := len(s.nodes) // the object's first key, once there is one
-	var set map[string]struct{}
+	// A repeated key: the first 16 are compared in place; past that every key's node goes on s.keys,
+	// to be sorted and compared with its neighbour when the object closes, which costs four bytes a
+	// key however hostile the object.
+	many := len(s.keys)
+	defer func() { s.keys = s.keys[:many] }()
 	i = skipSpace(b, i)
 	if i < len(b) && b[i] == '}' {
 		return i + 1, true
@@ -271,26 +297,20 @@ func (s *scanner) object(i, depth int) (int, bool) {
 		if bytes.IndexByte(key, '\\') >= 0 {
 			return 0, false
 		}
-		// A repeated key: the first 16 are compared in place, then all are kept in a set, so that a
-		// hostile object of a million keys stays linear.
-		if keys == 16 {
-			set = make(map[string]struct{}, 64)
+		switch {
+		case keys < 16:
 			for j := first; j < k; j = int(s.nodes[j+1].next) {
-				earlier := s.nodes[j]
-				set[string(b[earlier.start+1:earlier.end-1])] = struct{}{}
-			}
-		}
-		if set != nil {
-			if _, dup := set[string(key)]; dup {
-				return 0, false
-			}
-			set[string(key)] = struct{}{}
-		} else {
-			for j := first; j < k; j = int(s.nodes[j+1].next) {
-				if earlier := s.nodes[j]; string(b[earlier.start+1:earlier.end-1]) == string(key) {
+				if string(s.key(j)) == string(key) {
 					return 0, false
 				}
 			}
+		case keys == 16:
+			for j := first; j < k; j = int(s.nodes[j+1].next) {
+				s.keys = appendDoubling(s.keys, int32(j))
+			}
+			fallthrough
+		default:
+			s.keys = appendDoubling(s.keys, int32(k))
 		}
 		i = skipSpace(b, end)
 		if i >= len(b) || b[i] != ':' {
@@ -307,11 +327,40 @@ func (s *scanner) object(i, depth int) (int, bool) {
 		case ',':
 			i = skipSpace(b, i+1)
 		case '}':
+			if s.repeatedKey(s.keys[many:]) {
+				return 0, false
+			}
 			return i + 1, true
 		default:
 			return 0, false
 		}
 	}
+}
+
+// appendDoubling is append that doubles a full slice: append's gentler growth of large slices copies
+// them over and over, and costs several times their size in all for input made to be large.
+func appendDoubling[T any](s []T, v T) []T {
+	if len(s) == cap(s) {
+		s = append(make([]T, 0, max(2*cap(s), 16)), s...)
+	}
+	return append(s, v)
+}
+
+// key returns the text of the key whose node is j, without its quotes.
+func (s *scanner) key(j int) []byte {
+	n := s.nodes[j]
+	return s.b[n.start+1 : n.end-1]
+}
+
+// repeatedKey reports whether two of these key nodes hold the same key.
+func (s *scanner) repeatedKey(keys []int32) bool {
+	slices.SortFunc(keys, func(a, b int32) int { return bytes.Compare(s.key(int(a)), s.key(int(b))) })
+	for j := 1; j < len(keys); j++ {
+		if bytes.Equal(s.key(int(keys[j-1])), s.key(int(keys[j]))) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *scanner) array(i, depth int) (int, bool) {
@@ -320,7 +369,10 @@ func (s *scanner) array(i, depth int) (int, bool) {
 	if i < len(b) && b[i] == ']' {
 		return i + 1, true
 	}
-	for {
+	for n := 1; ; n++ {
+		if depth == 1 && n > s.maxLen {
+			return 0, false
+		}
 		var ok bool
 		if i, ok = s.value(i, depth); !ok {
 			return 0, false

@@ -209,6 +209,7 @@ func (s *Server) prepare(rec *record, d *cloudevents.Delivery, pathRegistry stri
 		b.add(msg, kind)
 	}
 	for _, inv := range d.Invalid {
+		s.log.Warn("batch element dead-lettered", "reason", shortReason(inv.Reason))
 		b.add(deadLetterMsg(s.opts.Subjects.DeadLetter(), "", inv.Raw, inv.Reason, "", nil), "deadletter")
 		b.dead++
 	}
@@ -271,7 +272,7 @@ func (s *Server) passthrough(ev cloudevents.Event, now string) (*nats.Msg, error
 // deadLetter builds the dead-letter message of an event as received. A binary-mode CloudEvent's
 // attributes travel in its ce-* headers, so they go along.
 func (s *Server) deadLetter(ev cloudevents.Event, reason string) *nats.Msg {
-	s.log.Warn("event dead-lettered", "event_id", ev.ID, "type", ev.Type, "reason", reason)
+	s.log.Warn("event dead-lettered", "event_id", ev.ID, "type", ev.Type, "reason", shortReason(reason))
 	id := ev.ID
 	if ev.Schema == cloudevents.SchemaWebhook {
 		// A webhook's id lives inside a body that could not be read; its hash stands in.

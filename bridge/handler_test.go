@@ -191,6 +191,24 @@ func TestDeadLetter(t *testing.T) {
 	assert.Len(t, e.stored(), 5)
 }
 
+// TestDeadLetterReasonIsBounded: a reason quotes what it objects to, here a repeated key of 200 KB; the
+// Bridge-Error header carries the start of it, so that the dead letter stays under max_payload and the
+// valid event beside it is stored.
+func TestDeadLetterReasonIsBounded(t *testing.T) {
+	e := newEnv(t)
+	key := strings.Repeat("k", 200<<10)
+	body := `[` + egPush("beside-1", "app", "v1") + `,{"` + key + `":1,"` + key + `":2}]`
+	code, _, resp := e.post("/eventgrid", []byte(body))
+	require.Equal(t, 200, code, resp)
+	msgs := e.stored()
+	require.Len(t, msgs, 2)
+	reason := msgs[1].Header.Get(bridge.HeaderError)
+	assert.True(t, strings.HasPrefix(reason, `JSON object has the key "kkk`), reason[:80])
+	assert.LessOrEqual(t, len(reason), 512+len("…"))
+	assert.True(t, strings.HasSuffix(reason, "…"))
+	assert.Len(t, msgs[1].Data, len(body)-len(egPush("beside-1", "app", "v1"))-3, "the element as received")
+}
+
 func TestWebhookDeadLetterAndPing(t *testing.T) {
 	e := newEnv(t)
 	code, _, resp := e.post("/webhooks/acr/reg", []byte(`{"id":"w1","action":"push","target":null}`))

@@ -155,7 +155,7 @@ func deadLetterMsg(subject, id string, raw []byte, reason string, origin string,
 		id = HashID(raw)
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, msgID(id))
-	msg.Header.Set(HeaderError, strings.Join(strings.Fields(reason), " "))
+	msg.Header.Set(HeaderError, shortReason(reason))
 	if origin != "" {
 		msg.Header.Set(HeaderOrigin, origin)
 	}
@@ -165,6 +165,23 @@ func deadLetterMsg(subject, id string, raw []byte, reason string, origin string,
 	}
 	msg.Data = raw
 	return msg
+}
+
+// maxReason bounds a reason in a header or a log line. Reasons quote what they object to, such as a
+// repeated key, and a hostile key can be megabytes long.
+const maxReason = 512
+
+// shortReason is a reason on one line, cut to maxReason bytes on a character boundary.
+func shortReason(reason string) string {
+	r := strings.Join(strings.Fields(reason), " ")
+	if len(r) <= maxReason {
+		return r
+	}
+	cut := maxReason
+	for cut > 0 && !utf8.RuneStart(r[cut]) {
+		cut--
+	}
+	return r[:cut] + "…"
 }
 
 // msgID is the Nats-Msg-Id of an event id. NATS trims header values and turns CR and LF into spaces,

@@ -207,6 +207,12 @@ func TestDeadLetterReasonIsBounded(t *testing.T) {
 	assert.LessOrEqual(t, len(reason), 512+len("…"))
 	assert.True(t, strings.HasSuffix(reason, "…"))
 	assert.Len(t, msgs[1].Data, len(body)-len(egPush("beside-1", "app", "v1"))-3, "the element as received")
+
+	// Alone, the same element is a 400 whose one-line reason is cut the same way.
+	code, _, resp = e.post("/eventgrid", []byte(`{"`+key+`":1,"`+key+`":2}`))
+	assert.Equal(t, 400, code)
+	assert.True(t, strings.HasPrefix(resp, `malformed request: JSON object has the key "kkk`), resp[:80])
+	assert.LessOrEqual(t, len(resp), 512+len("…\n"))
 }
 
 func TestWebhookDeadLetterAndPing(t *testing.T) {

@@ -113,10 +113,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			attrs = append(attrs, slog.String("auth", rec.auth))
 		}
 		if rec.err != nil {
-			attrs = append(attrs, slog.String("error", rec.err.Error()))
+			attrs = append(attrs, slog.String("error", shortReason(rec.err.Error())))
 		}
 		s.log.LogAttrs(r.Context(), level, "request", attrs...)
 	})
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

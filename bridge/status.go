@@ -43,9 +43,9 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 	case code == http.StatusUnauthorized:
 		// RFC 6750 §3: a 401 names the scheme it wants.
 		w.Header().Set("WWW-Authenticate", `Bearer realm="acr-nats-bridge"`)
-		body = oneLine(err.Error())
+		body = shortReason(err.Error())
 	default:
-		body = oneLine(err.Error())
+		body = shortReason(err.Error())
 	}
 	writeBody(w, code, "text/plain; charset=utf-8", []byte(body+"\n"))
 }

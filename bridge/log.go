@@ -118,4 +118,3 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		s.log.LogAttrs(r.Context(), level, "request", attrs...)
 	})
 }
-

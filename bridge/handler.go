@@ -195,6 +195,9 @@ func (s *Server) prepare(rec *record, d *cloudevents.Delivery, pathRegistry stri
 		var dl deadLetterError
 		switch {
 		case errors.As(err, &dl):
+			if b.dead < loggedDeadLetters {
+				s.log.Warn("event dead-lettered", "event_id", ev.ID, "type", ev.Type, "reason", shortReason(dl.reason))
+			}
 			msg, kind = s.deadLetter(ev, dl.reason), "deadletter"
 			b.dead++
 		case err != nil:
@@ -209,12 +212,18 @@ func (s *Server) prepare(rec *record, d *cloudevents.Delivery, pathRegistry stri
 		b.add(msg, kind)
 	}
 	for _, inv := range d.Invalid {
-		s.log.Warn("batch element dead-lettered", "reason", shortReason(inv.Reason))
+		if b.dead < loggedDeadLetters {
+			s.log.Warn("batch element dead-lettered", "reason", shortReason(inv.Reason))
+		}
 		b.add(deadLetterMsg(s.opts.Subjects.DeadLetter(), "", inv.Raw, inv.Reason, "", nil), "deadletter")
 		b.dead++
 	}
 	return b, nil
 }
+
+// loggedDeadLetters is how many dead letters of one request get a log line each; the request's own line
+// counts them all, so that a batch of 5000 bad elements is not 5000 lines.
+const loggedDeadLetters = 5
 
 // deadLetterError says an event cannot be published as it should be and goes to the dead-letter subject.
 type deadLetterError struct{ reason string }
@@ -272,7 +281,6 @@ func (s *Server) passthrough(ev cloudevents.Event, now string) (*nats.Msg, error
 // deadLetter builds the dead-letter message of an event as received. A binary-mode CloudEvent's
 // attributes travel in its ce-* headers, so they go along.
 func (s *Server) deadLetter(ev cloudevents.Event, reason string) *nats.Msg {
-	s.log.Warn("event dead-lettered", "event_id", ev.ID, "type", ev.Type, "reason", shortReason(reason))
 	id := ev.ID
 	if ev.Schema == cloudevents.SchemaWebhook {
 		// A webhook's id lives inside a body that could not be read; its hash stands in.

@@ -191,10 +191,10 @@ func TestDeadLetter(t *testing.T) {
 	assert.Len(t, e.stored(), 5)
 }
 
-// TestDeadLetterReasonIsBounded: a reason quotes what it objects to, here a repeated key of 200 KB; the
+// TestDeadLettersAreBounded: a reason quotes what it objects to, here a repeated key of 200 KB; the
 // Bridge-Error header carries the start of it, so that the dead letter stays under max_payload and the
-// valid event beside it is stored.
-func TestDeadLetterReasonIsBounded(t *testing.T) {
+// valid event beside it is stored. Nor does a batch of bad elements get a log line for each.
+func TestDeadLettersAreBounded(t *testing.T) {
 	e := newEnv(t)
 	key := strings.Repeat("k", 200<<10)
 	body := `[` + egPush("beside-1", "app", "v1") + `,{"` + key + `":1,"` + key + `":2}]`
@@ -207,6 +207,17 @@ func TestDeadLetterReasonIsBounded(t *testing.T) {
 	assert.LessOrEqual(t, len(reason), 512+len("…"))
 	assert.True(t, strings.HasSuffix(reason, "…"))
 	assert.Len(t, msgs[1].Data, len(body)-len(egPush("beside-1", "app", "v1"))-3, "the element as received")
+
+	// A batch of many bad elements logs the first few and counts the rest in the request's line.
+	bad := make([]string, 40)
+	for i := range bad {
+		bad[i] = fmt.Sprintf(`{"n":%d}`, i)
+	}
+	code, _, resp = e.post("/eventgrid", []byte(`[`+egPush("beside-2", "app", "v1")+`,`+strings.Join(bad, ",")+`]`))
+	require.Equal(t, 200, code, resp)
+	assert.JSONEq(t, `{"events":41,"duplicates":0,"deadLettered":40}`, resp)
+	assert.Equal(t, 5+1, strings.Count(e.logs.String(), `"msg":"batch element dead-lettered"`), "five for this batch, one for the first")
+	assert.Contains(t, e.logs.String(), `"dead_lettered":40`)
 
 	// Alone, the same element is a 400 whose one-line reason is cut the same way.
 	code, _, resp = e.post("/eventgrid", []byte(`{"`+key+`":1,"`+key+`":2}`))

@@ -58,30 +58,6 @@ func envelopeMsg(subject string, env *Envelope, mode Mode) *nats.Msg {
 	return msg
 }
 
-// sizeHint is room for an envelope's JSON: its strings and the names and punctuation around them (about
-// 300 bytes when every field is present), so that it is written into one allocation.
-func sizeHint(env *Envelope) int {
-	n := 320 + len(env.ID) + len(env.Source) + len(env.Type) + len(env.Subject) + len(env.Time)
-	d := &env.Data
-	n += len(d.Registry) + len(d.Origin) + len(d.ID) + len(d.Action) + len(d.Timestamp) + len(d.Location)
-	if t := d.Target; t != nil {
-		n += 40 + len(t.MediaType) + len(t.Digest) + len(t.Repository) + len(t.Tag) + len(t.URL) + len(t.Name) + len(t.Version)
-	}
-	if r := d.Request; r != nil {
-		n += len(r.ID) + len(r.Host) + len(r.Method) + len(r.UserAgent) + len(r.Addr)
-	}
-	if a := d.Actor; a != nil {
-		n += len(a.Name)
-	}
-	if s := d.Source; s != nil {
-		n += len(s.Addr) + len(s.InstanceID)
-	}
-	if c := d.ConnectedRegistry; c != nil {
-		n += len(c.Name)
-	}
-	return n
-}
-
 // passthroughMsg builds the NATS message of an event passed through unchanged. A structured CloudEvent
 // that is to stay structured keeps its bytes as received.
 func passthroughMsg(subject string, ce *event.Event, id string, raw []byte, mode Mode) (*nats.Msg, error) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +36,9 @@ type Options struct {
 	MaxEvents    int
 	// MaxInflight caps concurrent deliveries; past it the bridge answers 503 rather than queue.
 	MaxInflight int
+	// MaxInflightBytes caps the body bytes of concurrent deliveries, each counted at its Content-Length
+	// (MaxBodyBytes when unknown); past it the bridge answers 503. Zero is no cap.
+	MaxInflightBytes int64
 	// RetryAfter is sent with every 503.
 	RetryAfter time.Duration
 	// MaxJSONDepth is the deepest JSON nesting accepted in one event.
@@ -55,9 +59,11 @@ type Server struct {
 	pub      publisher
 	log      *slog.Logger
 	inflight chan struct{}
-	tokens   [][sha256.Size]byte
-	metrics  *Metrics
-	mux      *http.ServeMux
+	// inflightBytes is the body bytes the deliveries under way may hold.
+	inflightBytes atomic.Int64
+	tokens        [][sha256.Size]byte
+	metrics       *Metrics
+	mux           *http.ServeMux
 }
 
 // NewServer returns the HTTP handler of the bridge, publishing with pub (a *JetStream or *Core).
@@ -423,8 +429,9 @@ func readAll(r io.Reader, contentLength int64) ([]byte, error) {
 	}
 }
 
-// limitInflight answers 503 at once when MaxInflight deliveries are under way, so that a flood is turned
-// away instead of queued until memory runs out; Event Grid retries.
+// limitInflight answers 503 at once when MaxInflight deliveries are under way, or when this one's body
+// would take the bodies in flight past MaxInflightBytes, so that a flood is turned away instead of
+// queued until memory runs out; Event Grid retries.
 func (s *Server) limitInflight(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -434,10 +441,24 @@ func (s *Server) limitInflight(next http.Handler) http.Handler {
 				<-s.inflight
 				s.metrics.inflight.Dec()
 			}()
-			next.ServeHTTP(w, r)
 		default:
 			s.error(w, r, fmt.Errorf("%w: %d deliveries in flight (BRIDGE_MAX_INFLIGHT)", errOverloaded, cap(s.inflight)))
+			return
 		}
+		// A count alone would let a few hundred large bodies take the memory: the bytes are capped too.
+		if budget := s.opts.MaxInflightBytes; budget > 0 {
+			n := r.ContentLength
+			if n < 0 || n > s.opts.MaxBodyBytes {
+				n = s.opts.MaxBodyBytes // unknown, or to be refused at MaxBodyBytes
+			}
+			if s.inflightBytes.Add(n) > budget {
+				s.inflightBytes.Add(-n)
+				s.error(w, r, fmt.Errorf("%w: %d body bytes in flight (BRIDGE_MAX_INFLIGHT_BYTES)", errOverloaded, budget))
+				return
+			}
+			defer s.inflightBytes.Add(-n)
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -761,3 +761,55 @@ func TestInflightCap(t *testing.T) {
 	code, _, resp = e.post("/eventgrid", []byte(egPush("after", "app", "v1")))
 	assert.Equal(t, 200, code, resp)
 }
+
+// TestInflightBytesCap: while a delivery of unknown length holds the byte budget (it counts as
+// MaxBodyBytes), another is answered 503 however few deliveries are under way; once it is done, the
+// budget is free again.
+func TestInflightBytesCap(t *testing.T) {
+	e := newEnv(t, withMetrics, func(s *setup) {
+		s.opts.MaxInflight = 8
+		s.opts.MaxBodyBytes = 64 << 10
+		s.opts.MaxInflightBytes = 64<<10 + 100
+	})
+
+	pr, pw := io.Pipe()
+	first := make(chan int, 1)
+	go func() {
+		req, err := http.NewRequest(http.MethodPost, e.url+"/eventgrid", pr) // chunked: no Content-Length
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	body := egPush("budget-holder", "app", "v1")
+	_, err := io.WriteString(pw, body[:10])
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return e.scrape()["bridge_inflight_requests"] == 1 },
+		10*time.Second, 5*time.Millisecond, "the first delivery is under way")
+
+	small := []byte(egPush("turned-away", "app", "v1"))
+	require.Greater(t, len(small), 100, "more than the budget has left")
+	code, h, resp := e.post("/eventgrid", small)
+	assert.Equal(t, http.StatusServiceUnavailable, code, resp)
+	assert.Equal(t, "5", h.Get("Retry-After"))
+	assert.Contains(t, e.logs.String(), "BRIDGE_MAX_INFLIGHT_BYTES")
+
+	_, err = io.WriteString(pw, body[10:])
+	require.NoError(t, err)
+	require.NoError(t, pw.Close())
+	assert.Equal(t, 200, <-first)
+
+	code, _, resp = e.post("/eventgrid", small)
+	assert.Equal(t, 200, code, resp)
+	msgs := e.stored()
+	require.Len(t, msgs, 2)
+	assert.Equal(t, "budget-holder", msgs[0].Header.Get("Nats-Msg-Id"))
+	assert.Equal(t, "turned-away", msgs[1].Header.Get("Nats-Msg-Id"), "admitted once the budget was free")
+}

@@ -54,11 +54,12 @@ type Config struct {
 	StreamReplicas        int           `envconfig:"STREAM_REPLICAS" default:"1" desc:"replicas of a created stream (3 on a production cluster)"`
 	StreamStorage         string        `envconfig:"STREAM_STORAGE" default:"file" desc:"storage of a created stream: file or memory"`
 
-	MaxBodyBytes   int64         `envconfig:"MAX_BODY_BYTES" default:"4194304" desc:"largest request body accepted; larger is 413"`
-	MaxEvents      int           `envconfig:"MAX_EVENTS" default:"5000" desc:"most events in one request (Event Grid sends at most 5000); more is 413"`
-	MaxInflight    int           `envconfig:"MAX_INFLIGHT" default:"256" desc:"most deliveries handled at once; more are answered 503 with Retry-After"`
-	PublishTimeout time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"10s" desc:"longest wait for the JetStream acks of one request before answering 503 (Event Grid gives up at 30s)"`
-	RetryAfter     time.Duration `envconfig:"RETRY_AFTER" default:"5s" desc:"Retry-After sent with every 503"`
+	MaxBodyBytes     int64         `envconfig:"MAX_BODY_BYTES" default:"4194304" desc:"largest request body accepted; larger is 413"`
+	MaxEvents        int           `envconfig:"MAX_EVENTS" default:"5000" desc:"most events in one request (Event Grid sends at most 5000); more is 413"`
+	MaxInflight      int           `envconfig:"MAX_INFLIGHT" default:"256" desc:"most deliveries handled at once; more are answered 503 with Retry-After"`
+	MaxInflightBytes int64         `envconfig:"MAX_INFLIGHT_BYTES" default:"268435456" desc:"most request-body bytes handled at once (a body of unknown length counts as BRIDGE_MAX_BODY_BYTES); a delivery past it is answered 503 with Retry-After"`
+	PublishTimeout   time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"10s" desc:"longest wait for the JetStream acks of one request before answering 503 (Event Grid gives up at 30s)"`
+	RetryAfter       time.Duration `envconfig:"RETRY_AFTER" default:"5s" desc:"Retry-After sent with every 503"`
 
 	MaxJSONDepth   int `envconfig:"MAX_JSON_DEPTH" default:"64" desc:"deepest JSON nesting accepted in one event; deeper is 400 (or dead-lettered within a batch)"`
 	MaxHeaderBytes int `envconfig:"MAX_HEADER_BYTES" default:"65536" desc:"largest request header block accepted; larger is 431"`
@@ -166,6 +167,9 @@ func (c Config) Validate() error {
 	positive("MAX_BODY_BYTES", c.MaxBodyBytes)
 	positive("MAX_EVENTS", int64(c.MaxEvents))
 	positive("MAX_INFLIGHT", int64(c.MaxInflight))
+	if c.MaxInflightBytes < c.MaxBodyBytes {
+		bad("MAX_INFLIGHT_BYTES", "%d is less than BRIDGE_MAX_BODY_BYTES %d, so a body of the largest size could never be admitted", c.MaxInflightBytes, c.MaxBodyBytes)
+	}
 	positive("PUBLISH_TIMEOUT", int64(c.PublishTimeout))
 	positive("RETRY_AFTER", int64(c.RetryAfter))
 	positive("READ_HEADER_TIMEOUT", int64(c.ReadHeaderTimeout))

@@ -40,6 +40,7 @@ func TestLoadNamesTheVariable(t *testing.T) {
 	tests := []struct{ name, value, want string }{
 		{"BRIDGE_MAX_EVENTS", "many", "BRIDGE_MAX_EVENTS"},
 		{"BRIDGE_MAX_EVENTS", "0", "BRIDGE_MAX_EVENTS: must be positive"},
+		{"BRIDGE_MAX_INFLIGHT_BYTES", "1048576", "BRIDGE_MAX_INFLIGHT_BYTES: 1048576 is less than BRIDGE_MAX_BODY_BYTES"},
 		{"BRIDGE_PUBLISH_TIMEOUT", "soon", "BRIDGE_PUBLISH_TIMEOUT"},
 		{"BRIDGE_PUBLISH_TIMEOUT", "40s", "shorter than BRIDGE_WRITE_TIMEOUT"},
 		{"BRIDGE_STREAM_CREATE", "maybe", "BRIDGE_STREAM_CREATE"},

@@ -95,16 +95,17 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	var handler *bridge.Server
 	opts := bridge.Options{
-		Subjects:        bridge.Subjects{Prefix: cfg.SubjectPrefix, Passthrough: cfg.PassthroughPrefix},
-		DefaultRegistry: cfg.DefaultRegistry,
-		Mode:            bridge.Mode(cfg.CEMode),
-		AllowedOrigins:  cloudevents.Origins(cfg.AllowedOrigins),
-		Passthrough:     cfg.Passthrough,
-		MaxBodyBytes:    cfg.MaxBodyBytes,
-		MaxEvents:       cfg.MaxEvents,
-		MaxInflight:     cfg.MaxInflight,
-		RetryAfter:      cfg.RetryAfter,
-		MaxJSONDepth:    cfg.MaxJSONDepth,
+		Subjects:         bridge.Subjects{Prefix: cfg.SubjectPrefix, Passthrough: cfg.PassthroughPrefix},
+		DefaultRegistry:  cfg.DefaultRegistry,
+		Mode:             bridge.Mode(cfg.CEMode),
+		AllowedOrigins:   cloudevents.Origins(cfg.AllowedOrigins),
+		Passthrough:      cfg.Passthrough,
+		MaxBodyBytes:     cfg.MaxBodyBytes,
+		MaxEvents:        cfg.MaxEvents,
+		MaxInflight:      cfg.MaxInflight,
+		MaxInflightBytes: cfg.MaxInflightBytes,
+		RetryAfter:       cfg.RetryAfter,
+		MaxJSONDepth:     cfg.MaxJSONDepth,
 	}
 	opts.Auth, err = authOf(ctx, cfg, log)
 	if err != nil {

@@ -722,36 +722,13 @@ func TestInflightCap(t *testing.T) {
 	e := newEnv(t, withMetrics, func(s *setup) { s.opts.MaxInflight = 1 })
 
 	// The first delivery holds the only slot while its body trickles in.
-	pr, pw := io.Pipe()
-	first := make(chan int, 1)
-	go func() {
-		req, err := http.NewRequest(http.MethodPost, e.url+"/eventgrid", pr)
-		if err != nil {
-			first <- 0
-			return
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			first <- 0
-			return
-		}
-		resp.Body.Close()
-		first <- resp.StatusCode
-	}()
-	body := egPush("slot-holder", "app", "v1")
-	_, err := io.WriteString(pw, body[:10])
-	require.NoError(t, err)
-
-	require.Eventually(t, func() bool { return e.scrape()["bridge_inflight_requests"] == 1 },
-		10*time.Second, 5*time.Millisecond, "the first delivery holds the slot")
+	finish, first := holdDelivery(t, e, "slot-holder")
 	code, h, resp := e.post("/eventgrid", []byte(egPush("turned-away", "app", "v1")))
 	assert.Equal(t, http.StatusServiceUnavailable, code, "a second delivery is turned away while the first holds the slot")
 	assert.Equal(t, "5", h.Get("Retry-After"))
 	assert.Equal(t, "temporarily unavailable, retry later\n", resp)
 
-	_, err = io.WriteString(pw, body[10:])
-	require.NoError(t, err)
-	require.NoError(t, pw.Close())
+	finish()
 	assert.Equal(t, 200, <-first)
 
 	msgs := e.stored()
@@ -760,6 +737,39 @@ func TestInflightCap(t *testing.T) {
 
 	code, _, resp = e.post("/eventgrid", []byte(egPush("after", "app", "v1")))
 	assert.Equal(t, 200, code, resp)
+}
+
+// holdDelivery starts a delivery of the event id whose body is sent in chunks, with no Content-Length,
+// and stops after its first bytes; it returns once the bridge has the delivery under way. finish sends
+// the rest; status receives the answer's code (0 if none came).
+func holdDelivery(t *testing.T, e *testEnv, id string) (finish func(), status <-chan int) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	code := make(chan int, 1)
+	go func() {
+		req, err := http.NewRequest(http.MethodPost, e.url+"/eventgrid", pr)
+		if err != nil {
+			code <- 0
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			code <- 0
+			return
+		}
+		resp.Body.Close()
+		code <- resp.StatusCode
+	}()
+	body := egPush(id, "app", "v1")
+	_, err := io.WriteString(pw, body[:10])
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return e.scrape()["bridge_inflight_requests"] == 1 },
+		10*time.Second, 5*time.Millisecond, "the delivery is under way")
+	return func() {
+		_, err := io.WriteString(pw, body[10:])
+		require.NoError(t, err)
+		require.NoError(t, pw.Close())
+	}, code
 }
 
 // TestInflightBytesCap: while a delivery of unknown length holds the byte budget (it counts as
@@ -772,27 +782,7 @@ func TestInflightBytesCap(t *testing.T) {
 		s.opts.MaxInflightBytes = 64<<10 + 100
 	})
 
-	pr, pw := io.Pipe()
-	first := make(chan int, 1)
-	go func() {
-		req, err := http.NewRequest(http.MethodPost, e.url+"/eventgrid", pr) // chunked: no Content-Length
-		if err != nil {
-			first <- 0
-			return
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			first <- 0
-			return
-		}
-		resp.Body.Close()
-		first <- resp.StatusCode
-	}()
-	body := egPush("budget-holder", "app", "v1")
-	_, err := io.WriteString(pw, body[:10])
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return e.scrape()["bridge_inflight_requests"] == 1 },
-		10*time.Second, 5*time.Millisecond, "the first delivery is under way")
+	finish, first := holdDelivery(t, e, "budget-holder")
 
 	small := []byte(egPush("turned-away", "app", "v1"))
 	require.Greater(t, len(small), 100, "more than the budget has left")
@@ -801,9 +791,7 @@ func TestInflightBytesCap(t *testing.T) {
 	assert.Equal(t, "5", h.Get("Retry-After"))
 	assert.Contains(t, e.logs.String(), "BRIDGE_MAX_INFLIGHT_BYTES")
 
-	_, err = io.WriteString(pw, body[10:])
-	require.NoError(t, err)
-	require.NoError(t, pw.Close())
+	finish()
 	assert.Equal(t, 200, <-first)
 
 	code, _, resp = e.post("/eventgrid", small)

@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+	"github.com/natsbridge/acr-nats-bridge/internal/jsonscan"
 )
 
 // The CloudEvents types of the envelope. The first four are Event Grid's own ACR event types; the native
@@ -147,12 +149,12 @@ func IsACRType(t string) bool { return acrTypes[t] }
 // Normalize turns one inbound event into its envelope. pathRegistry is the registry named by the webhook
 // URL, if any; now is the receive time, the last fallback for the event time. It never fails: an event
 // it cannot normalise comes back as KindDeadLetter with the reason.
-func (n Normalizer) Normalize(ev cloudevents.Event, pathRegistry string, now string) Normalized {
+func (n Normalizer) Normalize(ev cloudevents.Event, pathRegistry string, now time.Time) Normalized {
 	if ev.Schema != cloudevents.SchemaWebhook && !IsACRType(ev.Type) {
 		return Normalized{Kind: KindPassthrough}
 	}
 	var data EventData
-	if err := decodeData(ev.Data, &data); err != nil {
+	if err := decodeData(ev.Data, ev.Parsed, &data); err != nil {
 		return Normalized{Kind: KindDeadLetter, Reason: err.Error()}
 	}
 	kind, typ := KindACR, ev.Type
@@ -205,12 +207,12 @@ func (n Normalizer) Normalize(ev cloudevents.Event, pathRegistry string, now str
 
 // envelopeTime is the event time (a webhook's is its data.timestamp), else data.timestamp, else the
 // receive time; Azure's own samples include times that do not parse, and such an event is not lost.
-func envelopeTime(ev cloudevents.Event, timestamp, now string) (t, fallback string) {
+func envelopeTime(ev cloudevents.Event, timestamp string, now time.Time) (t, fallback string) {
 	if ev.Schema == cloudevents.SchemaWebhook {
 		if t, ok := NormalizeTime(timestamp); ok {
 			return t, ""
 		}
-		return now, "receive time"
+		return formatTime(now), "receive time"
 	}
 	if t, ok := NormalizeTime(ev.Time); ok {
 		return t, ""
@@ -218,19 +220,26 @@ func envelopeTime(ev cloudevents.Event, timestamp, now string) (t, fallback stri
 	if t, ok := NormalizeTime(timestamp); ok {
 		return t, "data.timestamp"
 	}
-	return now, "receive time"
+	return formatTime(now), "receive time"
 }
+
+// formatTime writes t as the envelope's times are written: RFC 3339 in UTC, ending in Z.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // decodeData reads the ACR event data. Anything that is not an object of the ACR schema is refused with a
 // reason, because the envelope promises consumers one data shape.
-func decodeData(raw json.RawMessage, data *EventData) error {
+func decodeData(raw json.RawMessage, parsed jsonscan.Value, data *EventData) error {
 	if len(raw) == 0 {
 		return fmt.Errorf("%w: event has no data", errNotNormalizable)
 	}
 	if raw[0] != '{' {
 		return fmt.Errorf("%w: data is not a JSON object", errNotNormalizable)
 	}
-	if readData(raw, data) {
+	if parsed.Kind() == jsonscan.Invalid {
+		// Not read by the decoder's one pass: a binary-mode event's body, or a body that pass declined.
+		parsed, _ = jsonscan.Parse(raw, jsonscan.MaxDepth)
+	}
+	if readData(parsed, data) {
 		return nil
 	}
 	*data = EventData{}

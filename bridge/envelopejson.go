@@ -49,16 +49,17 @@ var (
 	sourceFields  = jsonscan.NewFields("addr", "instanceID")
 )
 
-// readData reads the ACR event data in one pass, as json.Unmarshal into an EventData would (registry
-// and origin included, since a wrong type there fails that too). It reports false for anything it is not
-// sure of (see jsonscan.Parse) and for any error; encoding/json then decides and explains.
-func readData(raw []byte, data *EventData) bool {
-	v, ok := jsonscan.Parse(raw, jsonscan.MaxDepth)
-	if !ok || v.Kind() != jsonscan.Object {
+// readData reads the ACR event data that jsonscan.Parse accepted as v, as json.Unmarshal into an
+// EventData would (registry and origin included, since a wrong type there fails that too). It reports
+// false for a v that Parse declined (the zero Value), and for any error; encoding/json then decides and
+// explains.
+func readData(v jsonscan.Value, data *EventData) bool {
+	if v.Kind() != jsonscan.Object {
 		return false
 	}
 	var d EventData
 	var seen uint32
+	ok := true
 	for key, val := range v.Members() {
 		f := dataFields.Index(key)
 		if f < 0 {

@@ -67,6 +67,10 @@ type Event struct {
 	Time string
 	// Data is the event's data as JSON, or nil when the event has none or it is not JSON.
 	Data json.RawMessage
+	// Parsed is Data as the decoder's one pass over the body read it, when it did (see jsonscan.Parse);
+	// otherwise its zero value, of Kind jsonscan.Invalid. A reader of Data uses it rather than parse
+	// Data a second time.
+	Parsed jsonscan.Value
 	// Raw is the event as received: the JSON object of a structured event, the body of a webhook, or the
 	// body of a binary-mode CloudEvent (whose attributes are in CE).
 	Raw json.RawMessage
@@ -109,6 +113,9 @@ type wireEvent struct {
 	EventType       string          `json:"eventType"`
 	EventTime       string          `json:"eventTime"`
 	DataVersion     string          `json:"dataVersion"`
+
+	// data is Data as the one-pass reader parsed it; encoding/json leaves it unset.
+	data jsonscan.Value
 }
 
 // Decoder reads request bodies. Its zero value limits nesting to DefaultMaxDepth.
@@ -145,7 +152,7 @@ func (d Decoder) maxDepth() int {
 // An array whose elements are partly not events yields those elements in Delivery.Invalid; a body with no
 // event at all is an ErrMalformed error.
 func (d Decoder) Decode(header http.Header, body []byte) (*Delivery, error) {
-	if header.Get("ce-specversion") != "" {
+	if header.Get("Ce-Specversion") != "" {
 		return d.decodeBinary(header, body)
 	}
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
@@ -295,7 +302,7 @@ func wireOf(v jsonscan.Value) (wireEvent, bool) {
 				w.SpecVersion = &s
 			}
 		case wData:
-			w.Data, ok = json.RawMessage(val.Bytes()), true
+			w.Data, w.data, ok = json.RawMessage(val.Bytes()), val, true
 		case wID:
 			w.ID, ok = val.StrOrNull()
 		case wSource:
@@ -384,7 +391,7 @@ func cloudEvent(w wireEvent, raw json.RawMessage) (Event, error) {
 	ev := Event{Schema: SchemaCloudEvents, ID: w.ID, Source: w.Source, Type: w.Type, Subject: w.Subject, Time: w.Time, Raw: raw}
 	switch {
 	case len(w.Data) > 0 && !isNull(w.Data):
-		ev.Data = w.Data
+		ev.Data, ev.Parsed = w.Data, w.data
 	case w.DataBase64 != "":
 		if b, err := base64.StdEncoding.DecodeString(w.DataBase64); err == nil && json.Valid(b) {
 			ev.Data = b
@@ -399,7 +406,7 @@ func eventGridEvent(w wireEvent, raw json.RawMessage) (Event, error) {
 	}
 	ev := Event{Schema: SchemaEventGrid, ID: w.ID, Source: w.Topic, Type: w.EventType, Subject: w.Subject, Time: w.EventTime, Raw: raw, DataVersion: w.DataVersion}
 	if len(w.Data) > 0 && !isNull(w.Data) {
-		ev.Data = w.Data
+		ev.Data, ev.Parsed = w.Data, w.data
 	}
 	return ev, nil
 }
@@ -425,7 +432,7 @@ func (d Decoder) decodeBinary(header http.Header, body []byte) (*Delivery, error
 		Source:  ce.Source(),
 		Type:    ce.Type(),
 		Subject: ce.Subject(),
-		Time:    header.Get("ce-time"),
+		Time:    header.Get("Ce-Time"),
 		Raw:     body,
 		CE:      ce,
 		Headers: map[string][]string{},
@@ -461,6 +468,12 @@ func (d Decoder) DecodeWebhook(body []byte) (Event, error) {
 			return Event{}, fmt.Errorf("%w: body is not JSON", ErrMalformed)
 		}
 		return Event{}, fmt.Errorf("%w: an ACR webhook body is one JSON object", ErrMalformed)
+	}
+	if !d.slowOnly {
+		// One pass does what json.Valid and checkJSON do below, and keeps the parse for the reader of Data.
+		if v, ok := jsonscan.Parse(trimmed, d.maxDepth()); ok {
+			return Event{Schema: SchemaWebhook, Data: trimmed, Parsed: v, Raw: trimmed}, nil
+		}
 	}
 	if !json.Valid(trimmed) {
 		var v any

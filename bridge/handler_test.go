@@ -524,6 +524,34 @@ func TestStreamMissing(t *testing.T) {
 	})
 }
 
+// TestAckTimeoutIs503: a message that something other than a stream receives is never acknowledged;
+// the request, whether one event or a batch, gets 503 once BRIDGE_PUBLISH_TIMEOUT has passed, not a hang.
+func TestAckTimeoutIs503(t *testing.T) {
+	e := newEnv(t, func(s *setup) {
+		s.stream.Create, s.noStream = false, true
+		s.publishTimeout = 300 * time.Millisecond
+	})
+	// A subscriber that never answers: the publish finds a responder, so no "no responders" error comes.
+	sub, err := e.nc.SubscribeSync("acr.>")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	for _, body := range []string{
+		egPush("t-1", "web", "1"),
+		"[" + egPush("t-2", "web", "2") + "," + egPush("t-3", "web", "3") + "]",
+	} {
+		start := time.Now()
+		code, h, resp := e.post("/eventgrid", []byte(body))
+		took := time.Since(start)
+		assert.Equal(t, 503, code, resp)
+		assert.Equal(t, "5", h.Get("Retry-After"))
+		assert.GreaterOrEqual(t, took, 300*time.Millisecond, "answered before the timeout")
+		assert.Less(t, took, 5*time.Second, "waited far past the timeout")
+	}
+	n, _, err := sub.Pending()
+	require.NoError(t, err)
+	assert.Equal(t, 3, n, "every message reached the subscriber")
+}
+
 func TestNATSDownIs503(t *testing.T) {
 	e := newEnv(t)
 	code, _, _ := e.do("GET", "/readyz", nil)

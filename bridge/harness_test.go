@@ -30,6 +30,8 @@ type setup struct {
 	core   bool
 	// noStream skips creating the stream before the bridge starts.
 	noStream bool
+	// publishTimeout bounds the wait for a request's acks.
+	publishTimeout time.Duration
 }
 
 // testEnv is a bridge behind a real HTTP server, publishing to a real in-process nats-server.
@@ -56,6 +58,7 @@ func defaultSetup() setup {
 			MaxInflight:    64,
 			RetryAfter:     5 * time.Second,
 		},
+		publishTimeout: 5 * time.Second,
 		stream: bridge.StreamConfig{
 			Name:       streamName,
 			Subjects:   []string{"acr.>", "eventgrid.>"},
@@ -105,9 +108,9 @@ func newEnv(t testing.TB, mods ...func(*setup)) *testEnv {
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var srv *bridge.Server
 	if s.core {
-		srv = bridge.NewServer(s.opts, bridge.NewCore(nc, 5*time.Second), log)
+		srv = bridge.NewServer(s.opts, bridge.NewCore(nc, s.publishTimeout), log)
 	} else {
-		pub, err := bridge.NewJetStream(nc, s.stream, 5*time.Second, 10000, log)
+		pub, err := bridge.NewJetStream(nc, s.stream, s.publishTimeout, 10000, log)
 		require.NoError(t, err)
 		if !s.noStream {
 			require.NoError(t, pub.EnsureStream(context.Background()))

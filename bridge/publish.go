@@ -117,19 +117,27 @@ func (p *JetStream) Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error
 	if err := checkPublishable(p.nc, msgs); err != nil {
 		return nil, err
 	}
-	// A timer, not context.WithTimeout: a child of the request's context costs a registration with
-	// its parent on every request, and this is the hot path.
-	timeout := time.NewTimer(p.timeout)
-	defer timeout.Stop()
-	acks, err := p.publish(ctx, timeout.C, msgs)
+	start := time.Now()
+	// nats.go fails an ack that has not come p.timeout after its message was published
+	// (WithPublishAsyncTimeout), which bounds a lone message. A batch's publishes may stall on the
+	// pending limit, so its acks get one timer over them all; a timer, not context.WithTimeout, whose
+	// registration with the request's context would cost every request.
+	var timeout <-chan time.Time
+	if len(msgs) > 1 {
+		t := time.NewTimer(p.timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	acks, err := p.publish(ctx, timeout, msgs)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) && p.stream.Create {
 		p.log.Warn("no stream answered; ensuring it exists", "stream", p.stream.Name)
-		ensureCtx, cancel := context.WithTimeout(ctx, p.timeout)
+		// What is left of the request's time is for re-creating the stream and publishing again.
+		ensureCtx, cancel := context.WithDeadline(ctx, start.Add(p.timeout))
 		defer cancel()
 		if err := p.EnsureStream(ensureCtx); err != nil {
 			return nil, err
 		}
-		acks, err = p.publish(ctx, timeout.C, msgs)
+		acks, err = p.publish(ensureCtx, nil, msgs)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -2,7 +2,10 @@ package bridge
 
 import (
 	"errors"
+	"maps"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +29,55 @@ type Metrics struct {
 	requestTime   *prometheus.HistogramVec
 	publishTime   prometheus.Histogram
 	inflight      prometheus.Gauge
+
+	// receivedBy and requestsBy keep the series already used, so that counting an event or a request
+	// hashes no label values.
+	receivedBy seriesCache[receivedKey, prometheus.Counter]
+	requestsBy seriesCache[requestKey, requestSeries]
+}
+
+type receivedKey struct {
+	origin cloudevents.Schema
+	typ    string
+}
+
+type requestKey struct {
+	route string
+	code  int
+}
+
+type requestSeries struct {
+	count prometheus.Counter
+	time  prometheus.Observer
+}
+
+// seriesCache maps label values to their series. It is read without a lock and copied on a write, which
+// is rare: every label value of the bridge's metrics comes from a small fixed set, so the cache is full
+// after the first requests of each kind.
+type seriesCache[K comparable, V any] struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[K]V]
+}
+
+func (c *seriesCache[K, V]) get(k K, create func() V) V {
+	if m := c.m.Load(); m != nil {
+		if v, ok := (*m)[k]; ok {
+			return v
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := map[K]V{}
+	if m := c.m.Load(); m != nil {
+		if v, ok := (*m)[k]; ok {
+			return v
+		}
+		next = maps.Clone(*m)
+	}
+	v := create()
+	next[k] = v
+	c.m.Store(&next)
+	return v
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -86,7 +138,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // countReceived counts an event of the given type (for ACR events the type as normalised: a webhook's
 // comes from its action).
 func (m *Metrics) countReceived(ev cloudevents.Event, typ string) {
-	m.received.WithLabelValues(string(ev.Schema), typeLabel(typ)).Inc()
+	k := receivedKey{ev.Schema, typeLabel(typ)}
+	m.receivedBy.get(k, func() prometheus.Counter {
+		return m.received.WithLabelValues(string(k.origin), k.typ)
+	}).Inc()
 }
 
 // typeLabel bounds the type label: the types the bridge knows by name, "other" for the rest.
@@ -120,7 +175,11 @@ func reasonOf(err error) string {
 	return "internal"
 }
 
+// observeRequest counts a request by its route, which comes from the fixed set of routes, and its status.
 func (m *Metrics) observeRequest(route string, code int, d time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
-	m.requestTime.WithLabelValues(route).Observe(d.Seconds())
+	s := m.requestsBy.get(requestKey{route, code}, func() requestSeries {
+		return requestSeries{m.requests.WithLabelValues(route, strconv.Itoa(code)), m.requestTime.WithLabelValues(route)}
+	})
+	s.count.Inc()
+	s.time.Observe(d.Seconds())
 }

@@ -39,32 +39,34 @@ var verbs = map[string]string{
 
 // For returns the subject of an envelope.
 func (s Subjects) For(env *Envelope) (string, error) {
-	var b strings.Builder
-	b.WriteString(s.Prefix)
 	registry := env.Data.Registry
 	if registry == emptyToken {
 		// The registry of an event that names none; registry names are alphanumeric, never "_".
 		registry = ""
 	}
-	if env.Type == TypePing {
-		b.WriteString(".ping.")
-		b.WriteString(EncodeToken(registry))
-		return checkLen(b.String())
-	}
-	verb, ok := verbs[env.Type]
-	if !ok {
-		return "", fmt.Errorf("no subject for event type %q", env.Type)
-	}
-	b.WriteByte('.')
-	b.WriteString(verb)
-	b.WriteByte('.')
-	b.WriteString(EncodeToken(registry))
-	b.WriteByte('.')
 	var repo string
 	if env.Data.Target != nil {
 		repo = env.Data.Target.Repository
 	}
-	b.WriteString(EncodeRepository(repo))
+	verb, ok := verbs[env.Type]
+	switch {
+	case env.Type == TypePing:
+		verb, repo = "ping", ""
+	case !ok:
+		return "", fmt.Errorf("no subject for event type %q", env.Type)
+	}
+	// One allocation: room for every byte escaped.
+	var b strings.Builder
+	b.Grow(len(s.Prefix) + len(verb) + 3*len(registry) + 3*len(repo) + 4)
+	b.WriteString(s.Prefix)
+	b.WriteByte('.')
+	b.WriteString(verb)
+	b.WriteByte('.')
+	writeToken(&b, registry)
+	if env.Type != TypePing {
+		b.WriteByte('.')
+		writeRepository(&b, repo)
+	}
 	return checkLen(b.String())
 }
 
@@ -92,14 +94,24 @@ func checkLen(subject string) (string, error) {
 // EncodeRepository turns a repository name into subject tokens, one per path component:
 // team/web.api -> team.web%2Eapi. An empty name is "_".
 func EncodeRepository(repo string) string {
+	var b strings.Builder
+	writeRepository(&b, repo)
+	return b.String()
+}
+
+func writeRepository(b *strings.Builder, repo string) {
 	if repo == "" {
-		return emptyToken
+		b.WriteString(emptyToken)
+		return
 	}
-	parts := strings.Split(repo, "/")
-	for i, p := range parts {
-		parts[i] = EncodeToken(p)
+	first := true
+	for part := range strings.SplitSeq(repo, "/") {
+		if !first {
+			b.WriteByte('.')
+		}
+		writeToken(b, part)
+		first = false
 	}
-	return strings.Join(parts, ".")
 }
 
 // DecodeRepository reverses EncodeRepository.
@@ -124,31 +136,38 @@ const upperHex = "0123456789ABCDEF"
 // upper-case hex, so ".", "*", ">", "$", white space and control bytes never reach a subject; an empty
 // string is "_", and the string "_" itself is "%5F".
 func EncodeToken(s string) string {
-	if s == "" {
-		return emptyToken
+	literal := s != "" && s != emptyToken
+	for i := 0; literal && i < len(s); i++ {
+		literal = tokenSafe(s[i])
 	}
-	if s == emptyToken {
-		return "%5F"
-	}
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if !tokenSafe(s[i]) {
-			n++
-		}
-	}
-	if n == 0 {
+	if literal {
 		return s
 	}
-	b := make([]byte, 0, len(s)+2*n)
+	var b strings.Builder
+	writeToken(&b, s)
+	return b.String()
+}
+
+func writeToken(b *strings.Builder, s string) {
+	switch s {
+	case "":
+		b.WriteString(emptyToken)
+		return
+	case emptyToken:
+		b.WriteString("%5F")
+		return
+	}
+	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if tokenSafe(c) {
-			b = append(b, c)
+			b.WriteByte(c)
 			continue
 		}
-		b = append(b, '%', upperHex[c>>4], upperHex[c&0xF])
+		b.WriteByte('%')
+		b.WriteByte(upperHex[c>>4])
+		b.WriteByte(upperHex[c&0xF])
 	}
-	return string(b)
 }
 
 // ErrBadToken is returned by DecodeToken for a token EncodeToken cannot have produced.

@@ -162,7 +162,7 @@ func (b *batch) add(msg *nats.Msg, kind string) {
 // prepare normalises every event of a delivery and builds its message. It publishes nothing, so that a
 // request refused here has stored nothing.
 func (s *Server) prepare(rec *record, d *cloudevents.Delivery, pathRegistry string) (*batch, error) {
-	now := time.Now().UTC().Format(time.RFC3339Nano)
+	now := time.Now()
 	size := len(d.Events) + len(d.Invalid)
 	b := &batch{msgs: make([]*nats.Msg, 0, size), kinds: make([]string, 0, size)}
 	for _, ev := range d.Events {
@@ -237,7 +237,7 @@ type deadLetterError struct{ reason string }
 func (e deadLetterError) Error() string { return e.reason }
 
 // message builds the NATS message of one normalised event.
-func (s *Server) message(ev cloudevents.Event, n Normalized, now string) (*nats.Msg, error) {
+func (s *Server) message(ev cloudevents.Event, n Normalized, now time.Time) (*nats.Msg, error) {
 	switch n.Kind {
 	case KindDeadLetter:
 		return nil, deadLetterError{n.Reason}
@@ -260,7 +260,7 @@ func (s *Server) message(ev cloudevents.Event, n Normalized, now string) (*nats.
 
 // passthrough builds the message of an event that is not an ACR event: a CloudEvent, unchanged but for
 // the Event Grid schema -> CloudEvents conversion.
-func (s *Server) passthrough(ev cloudevents.Event, now string) (*nats.Msg, error) {
+func (s *Server) passthrough(ev cloudevents.Event, now time.Time) (*nats.Msg, error) {
 	subj, err := s.opts.Subjects.ForPassthrough(ev.Type)
 	if err != nil {
 		return nil, err
@@ -268,11 +268,10 @@ func (s *Server) passthrough(ev cloudevents.Event, now string) (*nats.Msg, error
 	if ev.Schema == cloudevents.SchemaCloudEvents && ev.CE == nil && s.opts.Mode == ModeStructured {
 		return passthroughMsg(subj, nil, ev.ID, ev.Raw, s.opts.Mode)
 	}
-	t, ok := NormalizeTime(ev.Time)
-	if !ok {
-		t = now
+	tt := now.UTC()
+	if t, ok := NormalizeTime(ev.Time); ok {
+		tt, _ = time.Parse(time.RFC3339Nano, t)
 	}
-	tt, _ := time.Parse(time.RFC3339Nano, t)
 	ce, err := ev.CloudEvent(tt)
 	if err != nil {
 		return nil, err
@@ -405,11 +404,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 // reserves no more than twice what it has sent.
 func readAll(r io.Reader, contentLength int64) ([]byte, error) {
 	var want int64 // unknown (a chunked body)
-	b := make([]byte, 0, 512)
+	size := int64(512)
 	if contentLength >= 0 {
 		want = contentLength + 1 // +1: EOF is seen without growing
-		b = make([]byte, 0, min(want, 64<<10))
+		size = min(want, 64<<10)
 	}
+	b := make([]byte, 0, size)
 	for {
 		if len(b) == cap(b) {
 			grown := int64(2 * cap(b))

@@ -9,7 +9,9 @@ import (
 
 // record is what one request did; the handlers fill it and logRequests writes it as one log record.
 type record struct {
-	ids           []string
+	// ids are the first event ids of the request, in an array so that keeping them allocates nothing.
+	ids           [5]string
+	nids          int
 	events        int
 	duplicates    int
 	deadLettered  int
@@ -33,8 +35,9 @@ func recordOf(w http.ResponseWriter) *record {
 
 // addID keeps the first few event ids of a request for its log record.
 func (r *record) addID(id string) {
-	if len(r.ids) < 5 {
-		r.ids = append(r.ids, id)
+	if r.nids < len(r.ids) {
+		r.ids[r.nids] = id
+		r.nids++
 	}
 }
 
@@ -94,8 +97,8 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			slog.Int("status", code),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 		}
-		if len(rec.ids) > 0 {
-			attrs = append(attrs, slog.String("event_ids", strings.Join(rec.ids, ",")), slog.Int("messages", rec.events))
+		if rec.nids > 0 {
+			attrs = append(attrs, slog.String("event_ids", strings.Join(rec.ids[:rec.nids], ",")), slog.Int("messages", rec.events))
 		}
 		if rec.subject != "" {
 			attrs = append(attrs, slog.String("subject", rec.subject))

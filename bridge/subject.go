@@ -55,9 +55,10 @@ func (s Subjects) For(env *Envelope) (string, error) {
 	case !ok:
 		return "", fmt.Errorf("no subject for event type %q", env.Type)
 	}
-	// One allocation: room for every byte escaped.
+	// One allocation: room for every byte escaped, three dots, and "_" for a registry and a repository
+	// that are missing.
 	var b strings.Builder
-	b.Grow(len(s.Prefix) + len(verb) + 3*len(registry) + 3*len(repo) + 4)
+	b.Grow(len(s.Prefix) + len(verb) + 3*len(registry) + 3*len(repo) + 5)
 	b.WriteString(s.Prefix)
 	b.WriteByte('.')
 	b.WriteString(verb)

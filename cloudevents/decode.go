@@ -426,20 +426,6 @@ func (d Decoder) decodeBinary(header http.Header, body []byte) (*Delivery, error
 		// The SDK reads 0.3 too; the bridge takes 1.0 only, in binary mode as in structured mode.
 		return nil, fmt.Errorf("%w: unsupported CloudEvents specversion %q (want 1.0)", ErrMalformed, v)
 	}
-	// CloudEvents attributes are Unicode strings, and a header may carry any byte. An id that is not
-	// UTF-8 would read as U+FFFD in the envelope and as itself in Nats-Msg-Id, and no two would agree.
-	for _, a := range [...]struct{ name, value string }{
-		{"id", ce.ID()}, {"source", ce.Source()}, {"type", ce.Type()}, {"subject", ce.Subject()}, {"time", header.Get("Ce-Time")},
-	} {
-		if !utf8.ValidString(a.value) {
-			return nil, fmt.Errorf("%w: binary-mode CloudEvent attribute %s is not valid UTF-8", ErrMalformed, a.name)
-		}
-	}
-	for k, v := range header {
-		if len(k) > 3 && strings.EqualFold(k[:3], "ce-") && !utf8.ValidString(strings.Join(v, "")) {
-			return nil, fmt.Errorf("%w: binary-mode CloudEvent header %s is not valid UTF-8", ErrMalformed, k)
-		}
-	}
 	ev := Event{
 		Schema:  SchemaCloudEvents,
 		ID:      ce.ID(),
@@ -453,6 +439,13 @@ func (d Decoder) decodeBinary(header http.Header, body []byte) (*Delivery, error
 	}
 	for k, v := range header {
 		if strings.HasPrefix(strings.ToLower(k), "ce-") || strings.EqualFold(k, "Content-Type") {
+			// CloudEvents attributes are Unicode strings, and a header may carry any byte. An id that is
+			// not UTF-8 would read as U+FFFD in the envelope and as itself in Nats-Msg-Id.
+			for _, value := range v {
+				if !utf8.ValidString(value) {
+					return nil, fmt.Errorf("%w: binary-mode CloudEvent header %s is not valid UTF-8", ErrMalformed, k)
+				}
+			}
 			ev.Headers[k] = v
 		}
 	}

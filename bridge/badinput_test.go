@@ -147,6 +147,7 @@ func TestBadInputMatrix(t *testing.T) {
 		{name: "CE with empty id", body: ceField("", "id", `""`), status: 400, resp: "without required attribute id"},
 		{name: "binary ce-id not UTF-8", headers: binaryHeaders("\xd7"), body: `{` + target + `}`, status: 400, resp: "header Ce-Id is not valid UTF-8"},
 		{name: "binary ce-id with %, taken as written", headers: binaryHeaders("%D7"), body: `{` + target + `}`, status: 200, resp: ok(1, 0), want: []storedMsg{{"acr.image.pushed.reg.a", "%D7", ""}}},
+		{name: "binary Content-Type not UTF-8", headers: append(binaryHeaders("u4")[2:], "Content-Type", "application/json; x=\"\xff\""), body: `{` + target + `}`, status: 400, resp: "header Content-Type is not valid UTF-8"},
 		{name: "binary extension not UTF-8", headers: append(binaryHeaders("u3"), "ce-ext", "a\xffb"), body: `{` + target + `}`, status: 400, resp: "header Ce-Ext is not valid UTF-8"},
 		{name: "binary CE without ce-source", headers: []string{"Content-Type", "application/json", "ce-specversion", "1.0", "ce-id", "m4", "ce-type", bridge.TypeImagePushed}, body: `{` + target + `}`, status: 400, resp: "source"},
 

@@ -74,7 +74,9 @@ func startReceiver(t testing.TB, which string) receiverProc {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	var p *proc
 	if which == "bridge" {
-		p = start(t, []string{"BRIDGE_LISTEN_ADDR=" + addr, "BRIDGE_NATS_URL=" + natsURL, "BRIDGE_LOG_LEVEL=warn"}, bridgeBin)
+		env := []string{"BRIDGE_LISTEN_ADDR=" + addr, "BRIDGE_NATS_URL=" + natsURL, "BRIDGE_LOG_LEVEL=warn"}
+		// BENCH_BRIDGE_ENV measures a tuning of the bridge alone, e.g. "GOGC=off GOMEMLIMIT=48MiB".
+		p = start(t, append(env, strings.Fields(os.Getenv("BENCH_BRIDGE_ENV"))...), bridgeBin)
 	} else {
 		p = start(t, []string{"LISTEN_ADDR=" + addr, "NATS_URL=" + natsURL}, referenceBin)
 	}

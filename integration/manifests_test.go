@@ -87,6 +87,16 @@ type k8sContainer struct {
 	} `yaml:"securityContext"`
 }
 
+// mebibytes reads a whole number of MiB written with the given unit: "256Mi" (Kubernetes) or "230MiB" (Go).
+func mebibytes(t *testing.T, s, unit string) int {
+	t.Helper()
+	n, ok := strings.CutSuffix(s, unit)
+	require.True(t, ok, "%q is written in %s", s, unit)
+	v, err := strconv.Atoi(n)
+	require.NoError(t, err)
+	return v
+}
+
 type k8sProbe struct {
 	HTTPGet struct{ Path, Port string } `yaml:"httpGet"`
 }
@@ -124,6 +134,13 @@ func TestKubernetesManifests(t *testing.T) {
 	secret := objects["Secret"]
 	env := map[string]string{}
 	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" {
+			limit := mebibytes(t, c.Resources.Limits["memory"], "Mi")
+			goLimit := mebibytes(t, e.Value, "MiB")
+			assert.Less(t, goLimit, limit, "Go's memory limit is under the container's")
+			assert.Greater(t, goLimit, limit*8/10, "Go's memory limit leaves the container's no more than it needs")
+			continue
+		}
 		assert.True(t, known[e.Name], "%s is not a BRIDGE_* setting", e.Name)
 		v := e.Value
 		if e.ValueFrom != nil {

@@ -87,22 +87,13 @@ type k8sContainer struct {
 	} `yaml:"securityContext"`
 }
 
-// mebibytes reads a whole number of MiB written with the given unit: "256Mi" (Kubernetes) or "230MiB" (Go).
-func mebibytes(t *testing.T, s, unit string) int {
-	t.Helper()
-	n, ok := strings.CutSuffix(s, unit)
-	require.True(t, ok, "%q is written in %s", s, unit)
-	v, err := strconv.Atoi(n)
-	require.NoError(t, err)
-	return v
-}
-
 type k8sProbe struct {
 	HTTPGet struct{ Path, Port string } `yaml:"httpGet"`
 }
 
 // TestKubernetesManifests parses every Kubernetes manifest and checks it against the bridge: settings it
-// knows and accepts, probes on its endpoints, a grace period longer than its shutdown, non-root.
+// knows and accepts, probes on its endpoints, a grace period longer than its shutdown, non-root, and Go's
+// memory limit under the container's.
 func TestKubernetesManifests(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "deployments", "kubernetes", "*.yaml"))
 	require.NoError(t, err)
@@ -133,12 +124,10 @@ func TestKubernetesManifests(t *testing.T) {
 	known := configVars()
 	secret := objects["Secret"]
 	env := map[string]string{}
+	goMemLimit := ""
 	for _, e := range c.Env {
 		if e.Name == "GOMEMLIMIT" {
-			limit := mebibytes(t, c.Resources.Limits["memory"], "Mi")
-			goLimit := mebibytes(t, e.Value, "MiB")
-			assert.Less(t, goLimit, limit, "Go's memory limit is under the container's")
-			assert.Greater(t, goLimit, limit*8/10, "Go's memory limit leaves the container's no more than it needs")
+			goMemLimit = e.Value
 			continue
 		}
 		assert.True(t, known[e.Name], "%s is not a BRIDGE_* setting", e.Name)
@@ -184,7 +173,11 @@ func TestKubernetesManifests(t *testing.T) {
 	assert.True(t, c.SecurityContext.ReadOnlyRootFilesystem)
 	assert.Equal(t, []string{"ALL"}, c.SecurityContext.Capabilities.Drop)
 	assert.NotEmpty(t, c.Resources.Requests["cpu"])
-	assert.NotEmpty(t, c.Resources.Limits["memory"])
+	limit := mebibytes(t, c.Resources.Limits["memory"], "Mi")
+	require.NotEmpty(t, goMemLimit, "the Deployment sets GOMEMLIMIT under its memory limit")
+	goLimit := mebibytes(t, goMemLimit, "MiB")
+	assert.Less(t, goLimit, limit, "Go's memory limit is under the container's")
+	assert.Greater(t, goLimit, limit*8/10, "Go's memory limit leaves the container's no more than it needs")
 
 	assert.Equal(t, dep.Spec.Selector.MatchLabels, objects["PodDisruptionBudget"].Spec.Selector.MatchLabels)
 	assert.Equal(t, 1, objects["PodDisruptionBudget"].Spec.MinAvailable)
@@ -251,4 +244,14 @@ func TestAzureFiles(t *testing.T) {
 	for _, want := range []string{`"$url/eventgrid"`, `"$url/webhooks/acr/$registry"`, "cloudeventschemav1_0", "--deadletter-identity-endpoint", "--headers"} {
 		assert.Contains(t, string(sh), want, fmt.Sprintf("connect.sh: %s", want))
 	}
+}
+
+// mebibytes reads a whole number of MiB written with the given unit: "256Mi" (Kubernetes) or "230MiB" (Go).
+func mebibytes(t *testing.T, s, unit string) int {
+	t.Helper()
+	n, ok := strings.CutSuffix(s, unit)
+	require.True(t, ok, "%q is written in %s", s, unit)
+	v, err := strconv.Atoi(n)
+	require.NoError(t, err)
+	return v
 }

@@ -67,6 +67,8 @@ func defaultSetup() setup {
 			MaxAge:     time.Hour,
 			Replicas:   1,
 			Storage:    jetstream.FileStorage,
+			// As the bridge runs by default.
+			AtomicBatches: true,
 		},
 	}
 }
@@ -112,6 +114,7 @@ func newEnv(t testing.TB, mods ...func(*setup)) *testEnv {
 	} else {
 		pub, err := bridge.NewJetStream(nc, s.stream, s.publishTimeout, 10000, log)
 		require.NoError(t, err)
+		t.Cleanup(pub.Close)
 		if !s.noStream {
 			require.NoError(t, pub.EnsureStream(context.Background()))
 		}

@@ -46,6 +46,7 @@ type Config struct {
 	EmbeddedNATSAddr       string `envconfig:"EMBEDDED_NATS_ADDR" default:"127.0.0.1:4222" desc:"client listen address of the embedded NATS server (port 0 picks a free one)"`
 	EmbeddedNATSDir        string `envconfig:"EMBEDDED_NATS_DIR" default:"./data/nats" desc:"JetStream storage directory of the embedded NATS server"`
 	EmbeddedNATSMaxPayload int32  `envconfig:"EMBEDDED_NATS_MAX_PAYLOAD" default:"8388608" desc:"max_payload of the embedded NATS server in bytes (Event Grid events reach 1 MB before the envelope)"`
+	EmbeddedNATSSync       string `envconfig:"EMBEDDED_NATS_SYNC" default:"always" desc:"when the embedded NATS server syncs stored events to disk: always (before each PubAck, so a 200 survives a power cut) or an interval such as 2m (NATS's own default: a power cut loses the acknowledged events of up to that long)"`
 
 	Stream                string        `envconfig:"STREAM" default:"ACR_EVENTS" desc:"JetStream stream that captures {subject prefix}.> and {passthrough prefix}.>"`
 	StreamCreate          bool          `envconfig:"STREAM_CREATE" default:"true" desc:"create the stream when it is absent (also when deleted while running)"`
@@ -53,6 +54,7 @@ type Config struct {
 	StreamMaxAge          time.Duration `envconfig:"STREAM_MAX_AGE" default:"168h" desc:"max age of messages in a created stream"`
 	StreamReplicas        int           `envconfig:"STREAM_REPLICAS" default:"1" desc:"replicas of a created stream (3 on a production cluster)"`
 	StreamStorage         string        `envconfig:"STREAM_STORAGE" default:"file" desc:"storage of a created stream: file or memory"`
+	AtomicBatches         string        `envconfig:"ATOMIC_BATCHES" default:"auto" desc:"publish multi-event deliveries as JetStream atomic batches (NATS 2.12+, a stream with allow_atomic): true where NATS syncs every write (one sync per batch rather than per event), false where it syncs on an interval (a batch costs more than it saves there); auto is true for the embedded server syncing always, else false"`
 
 	MaxBodyBytes     int64         `envconfig:"MAX_BODY_BYTES" default:"4194304" desc:"largest request body accepted; larger is 413"`
 	MaxEvents        int           `envconfig:"MAX_EVENTS" default:"5000" desc:"most events in one request (Event Grid sends at most 5000); more is 413"`
@@ -134,9 +136,13 @@ func (c Config) Validate() error {
 	if _, err := c.EmbeddedNATSPort(); err != nil {
 		bad("EMBEDDED_NATS_ADDR", "%v", err)
 	}
+	if _, err := c.EmbeddedNATSSyncInterval(); err != nil {
+		bad("EMBEDDED_NATS_SYNC", "%v", err)
+	}
 	oneOf("CE_MODE", c.CEMode, "structured", "binary")
 	oneOf("NATS_MODE", c.NATSMode, "jetstream", "core")
 	oneOf("STREAM_STORAGE", c.StreamStorage, "file", "memory")
+	oneOf("ATOMIC_BATCHES", c.AtomicBatches, "auto", "true", "false")
 	oneOf("LOG_FORMAT", c.LogFormat, "json", "text")
 	if _, err := c.SlogLevel(); err != nil {
 		bad("LOG_LEVEL", "%v", err)
@@ -299,6 +305,33 @@ func (c Config) EmbeddedNATSPort() (int, error) {
 		return 0, fmt.Errorf("%q has no valid port", c.EmbeddedNATSAddr)
 	}
 	return port, nil
+}
+
+// EmbeddedNATSSyncInterval returns how often the embedded server syncs JetStream writes to disk; 0 means
+// always, each write before its PubAck.
+func (c Config) EmbeddedNATSSyncInterval() (time.Duration, error) {
+	if c.EmbeddedNATSSync == "always" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(c.EmbeddedNATSSync)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is neither always nor a positive duration such as 2m", c.EmbeddedNATSSync)
+	}
+	return d, nil
+}
+
+// UseAtomicBatches reports whether multi-event deliveries are published as atomic batches. They pay where
+// the server syncs every write, one sync per batch instead of one per event; where it syncs on an
+// interval, a batch's own set-up on the server costs more than publishing its messages one by one.
+func (c Config) UseAtomicBatches() bool {
+	switch c.AtomicBatches {
+	case "true":
+		return true
+	case "auto":
+		every, err := c.EmbeddedNATSSyncInterval()
+		return c.NATSURL == "" && err == nil && every == 0
+	}
+	return false
 }
 
 // SlogLevel returns LogLevel as a slog.Level.

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -28,6 +29,12 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, 1, c.StreamReplicas)
 	assert.Equal(t, "127.0.0.1:4222", c.EmbeddedNATSAddr)
 	assert.Equal(t, "./data/nats", c.EmbeddedNATSDir)
+	assert.Equal(t, "always", c.EmbeddedNATSSync, "a 200 survives a power cut unless asked otherwise")
+	sync, err := c.EmbeddedNATSSyncInterval()
+	require.NoError(t, err)
+	assert.Zero(t, sync)
+	assert.Equal(t, "auto", c.AtomicBatches)
+	assert.True(t, c.UseAtomicBatches(), "the embedded server syncs always, so batches pay")
 	assert.Equal(t, []string{"eventgrid.azure.net"}, c.AllowedOrigins)
 	assert.Equal(t, 5000, c.MaxEvents)
 	assert.Equal(t, "structured", c.CEMode)
@@ -54,6 +61,10 @@ func TestLoadNamesTheVariable(t *testing.T) {
 		{"BRIDGE_STREAM_DUPLICATE_WINDOW", "200h", "longer than BRIDGE_STREAM_MAX_AGE"},
 		{"BRIDGE_LISTEN_ADDR", "8080", "BRIDGE_LISTEN_ADDR"},
 		{"BRIDGE_EMBEDDED_NATS_ADDR", "127.0.0.1:99999", "BRIDGE_EMBEDDED_NATS_ADDR"},
+		{"BRIDGE_EMBEDDED_NATS_SYNC", "never", `BRIDGE_EMBEDDED_NATS_SYNC: "never" is neither always nor a positive duration`},
+		{"BRIDGE_EMBEDDED_NATS_SYNC", "0s", "BRIDGE_EMBEDDED_NATS_SYNC"},
+		{"BRIDGE_EMBEDDED_NATS_SYNC", "Always", "BRIDGE_EMBEDDED_NATS_SYNC"},
+		{"BRIDGE_ATOMIC_BATCHES", "sometimes", `BRIDGE_ATOMIC_BATCHES: "sometimes" is not one of auto, true, false`},
 		{"BRIDGE_LOG_LEVEL", "loud", "BRIDGE_LOG_LEVEL"},
 		{"BRIDGE_LOG_FORMAT", "xml", "BRIDGE_LOG_FORMAT"},
 		{"BRIDGE_NATS_USER", "me", "BRIDGE_NATS_PASSWORD go together"},
@@ -79,6 +90,39 @@ func TestLoadNamesTheVariable(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 			assert.NotContains(t, err.Error(), "s3cret", "an error never echoes a secret")
+		})
+	}
+}
+
+func TestEmbeddedNATSSyncInterval(t *testing.T) {
+	t.Setenv("BRIDGE_EMBEDDED_NATS_SYNC", "2m")
+	c, err := config.Load()
+	require.NoError(t, err)
+	sync, err := c.EmbeddedNATSSyncInterval()
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Minute, sync)
+}
+
+func TestUseAtomicBatches(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want bool
+	}{
+		{map[string]string{}, true},
+		{map[string]string{"BRIDGE_EMBEDDED_NATS_SYNC": "2m"}, false},
+		{map[string]string{"BRIDGE_NATS_URL": "nats://nats:4222"}, false},
+		{map[string]string{"BRIDGE_NATS_URL": "nats://nats:4222", "BRIDGE_ATOMIC_BATCHES": "true"}, true},
+		{map[string]string{"BRIDGE_EMBEDDED_NATS_SYNC": "2m", "BRIDGE_ATOMIC_BATCHES": "true"}, true},
+		{map[string]string{"BRIDGE_ATOMIC_BATCHES": "false"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint(tc.env), func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			c, err := config.Load()
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, c.UseAtomicBatches())
 		})
 	}
 }

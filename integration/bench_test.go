@@ -67,8 +67,9 @@ func startReceiver(t testing.TB, which string) receiverProc {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
+	// The stream as the bridge creates it; the reference publishes one message at a time all the same.
 	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "ACR_EVENTS", Subjects: []string{"acr.>", "eventgrid.>"},
-		Duplicates: 10 * time.Minute, MaxAge: 168 * time.Hour, Storage: jetstream.FileStorage})
+		Duplicates: 10 * time.Minute, MaxAge: 168 * time.Hour, Storage: jetstream.FileStorage, AllowAtomicPublish: true})
 	require.NoError(t, err)
 
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))

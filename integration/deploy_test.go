@@ -8,8 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/nats-io/nats-server/v2/server"
@@ -93,6 +95,7 @@ func TestComposeFile(t *testing.T) {
 	cfg, err := config.Load()
 	require.NoError(t, err)
 	assert.False(t, cfg.AuthEnabled(), "an empty BRIDGE_AUTH_TOKENS leaves authentication off")
+	assert.True(t, cfg.UseAtomicBatches(), "its NATS syncs every write, where atomic batches pay")
 }
 
 func relTo(t *testing.T, path string) string {
@@ -103,14 +106,42 @@ func relTo(t *testing.T, path string) string {
 	return rel
 }
 
-// The NATS configuration of the compose file is one nats-server accepts, with JetStream on and a max
-// payload above Event Grid's 1 MB event.
+// The NATS configuration of the compose file is one nats-server accepts, with JetStream on, a max
+// payload above Event Grid's 1 MB event, and every write synced before its PubAck: that one server is
+// the only copy of what the bridge answered 200 for. A server started from it runs with that policy.
 func TestNATSConfig(t *testing.T) {
 	opts, err := server.ProcessConfigFile(filepath.Join("..", "deployments", "nats", "nats.conf"))
 	require.NoError(t, err)
 	assert.True(t, opts.JetStream)
 	assert.Greater(t, opts.MaxPayload, int32(1<<20))
 	assert.Equal(t, "/data", opts.StoreDir)
+	assert.True(t, opts.SyncAlways, "nats.conf syncs every write (jetstream { sync_interval: always })")
+
+	opts.StoreDir, opts.Host, opts.Port, opts.HTTPPort, opts.NoLog, opts.NoSigs = t.TempDir(), "127.0.0.1", server.RANDOM_PORT, 0, true, true
+	ns, err := server.NewServer(opts)
+	require.NoError(t, err)
+	go ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	t.Cleanup(ns.Shutdown)
+	require.NotNil(t, ns.JetStreamConfig())
+	assert.True(t, ns.JetStreamConfig().SyncAlways, "the server runs with sync always")
+}
+
+// The compose file's NATS is the release the tests run against (go.mod's nats-server), which stores an
+// atomic batch with one sync.
+func TestComposeNATSVersion(t *testing.T) {
+	opts, err := cli.NewProjectOptions([]string{filepath.Join("..", "docker-compose.yml")},
+		cli.WithWorkingDirectory(".."), cli.WithOsEnv)
+	require.NoError(t, err)
+	p, err := opts.LoadProject(context.Background())
+	require.NoError(t, err)
+	nats, err := p.GetService("nats")
+	require.NoError(t, err)
+	gomod, err := os.ReadFile(filepath.Join("..", "go.mod"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^\s*github\.com/nats-io/nats-server/v2 v(\d+\.\d+)\.`).FindSubmatch(gomod)
+	require.NotNil(t, m, "go.mod requires nats-server")
+	assert.Equal(t, "nats:"+string(m[1])+"-alpine", nats.Image)
 }
 
 // TestDockerBuildCommand runs the Dockerfile's own `go build` line, so that the image build cannot break

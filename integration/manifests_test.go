@@ -206,6 +206,7 @@ func TestStreamDefinition(t *testing.T) {
 	assert.Equal(t, 3, sc.Replicas)
 	assert.Equal(t, jetstream.FileStorage, sc.Storage)
 	assert.GreaterOrEqual(t, sc.MaxMsgSize, int32(defaults.EmbeddedNATSMaxPayload))
+	assert.True(t, sc.AllowAtomicPublish, "BRIDGE_ATOMIC_BATCHES=true can be turned on without a stream change")
 
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
 		StoreDir: t.TempDir(), MaxPayload: 8 << 20, NoLog: true, NoSigs: true})

@@ -146,10 +146,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			MaxAge:     cfg.StreamMaxAge,
 			Replicas:   cfg.StreamReplicas,
 			Storage:    storage,
+			// Where NATS syncs every write, batches keep that affordable: one sync per batch.
+			AtomicBatches: cfg.UseAtomicBatches(),
 		}, cfg.PublishTimeout, max(4096, 2*cfg.MaxEvents), log)
 		if err != nil {
 			return err
 		}
+		// After the HTTP server's shutdown, which waits for the requests whose batches they commit.
+		defer js.Close()
 		ensureCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if err := js.EnsureStream(ensureCtx); err != nil {
 			// Not fatal: NATS may come up later, and until the stream answers the bridge says 503.

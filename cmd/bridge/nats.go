@@ -97,14 +97,24 @@ func startEmbedded(cfg config.Config, log *slog.Logger) (*natsConn, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("BRIDGE_EMBEDDED_NATS_DIR: %w", err)
 	}
+	// The embedded server is the only copy of what it stores, so by default it syncs every write before
+	// the PubAck that lets the bridge answer 200; NATS's own default syncs every two minutes, and a power
+	// cut in between would lose events that Event Grid already counts as delivered.
+	syncEvery, _ := cfg.EmbeddedNATSSyncInterval()
+	sync := "always: every write is on disk before its PubAck"
+	if syncEvery > 0 {
+		sync = "every " + syncEvery.String() + ": a power cut loses up to that much acknowledged data"
+	}
 	ns, err := server.NewServer(&server.Options{
-		ServerName: "acr-nats-bridge-embedded",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   dir,
-		MaxPayload: cfg.EmbeddedNATSMaxPayload,
-		NoSigs:     true,
+		ServerName:   "acr-nats-bridge-embedded",
+		Host:         host,
+		Port:         port,
+		JetStream:    true,
+		StoreDir:     dir,
+		MaxPayload:   cfg.EmbeddedNATSMaxPayload,
+		SyncAlways:   syncEvery == 0,
+		SyncInterval: syncEvery,
+		NoSigs:       true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
@@ -121,7 +131,7 @@ func startEmbedded(cfg config.Config, log *slog.Logger) (*natsConn, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
 	}
-	log.Info("embedded NATS server started", "url", url, "store_dir", dir,
+	log.Info("embedded NATS server started", "url", url, "store_dir", dir, "sync", sync,
 		"max_payload", cfg.EmbeddedNATSMaxPayload, "hint", "subscribe with: nats --server "+url+" sub '"+cfg.SubjectPrefix+".>'")
 	return &natsConn{nc: nc, embedded: ns, url: url}, nil
 }

@@ -1,0 +1,170 @@
+package bridge_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// egBatch is an Event Grid delivery of one ImagePushed event per id.
+func egBatch(ids ...string) []byte {
+	events := make([]string, len(ids))
+	for i, id := range ids {
+		events[i] = egPush(id, "team/web", id)
+	}
+	return []byte("[" + strings.Join(events, ",") + "]")
+}
+
+// msgIDs are the Nats-Msg-Id headers of msgs, in order.
+func msgIDs(msgs []*jetstream.RawStreamMsg) []string {
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.Header.Get("Nats-Msg-Id")
+	}
+	return ids
+}
+
+// TestAtomicBatches: a batched delivery is stored as one JetStream atomic batch, so that a server that
+// syncs every write syncs once for it. De-duplication is what it was: a redelivery, part or whole, and
+// an id repeated within a delivery are stored once and counted as duplicates.
+func TestAtomicBatches(t *testing.T) {
+	e := newEnv(t)
+
+	code, _, resp := e.post("/eventgrid", egBatch("a", "b", "c"))
+	require.Equal(t, 200, code, resp)
+	assert.JSONEq(t, `{"events":3,"duplicates":0,"deadLettered":0}`, resp)
+	msgs := e.stored()
+	require.Equal(t, []string{"a", "b", "c"}, msgIDs(msgs))
+	batchID := msgs[0].Header.Get("Nats-Batch-Id")
+	require.NotEmpty(t, batchID, "stored by an atomic batch")
+	for i, m := range msgs {
+		assert.Equal(t, batchID, m.Header.Get("Nats-Batch-Id"), "one batch")
+		assert.Equal(t, fmt.Sprint(i+1), m.Header.Get("Nats-Batch-Sequence"))
+	}
+	assert.Contains(t, e.logs.String(), `"seq":1,"duplicates":0`, "the request's record names its first message's sequence")
+
+	// The whole delivery again, as Event Grid retries it: JetStream refuses the batch, and the messages
+	// published one by one are each found a duplicate.
+	code, _, resp = e.post("/eventgrid", egBatch("a", "b", "c"))
+	require.Equal(t, 200, code, resp)
+	assert.JSONEq(t, `{"events":3,"duplicates":3,"deadLettered":0}`, resp)
+	assert.Len(t, e.stored(), 3)
+
+	// Part stored, part new.
+	code, _, resp = e.post("/eventgrid", egBatch("b", "d", "c", "e"))
+	require.Equal(t, 200, code, resp)
+	assert.JSONEq(t, `{"events":4,"duplicates":2,"deadLettered":0}`, resp)
+	assert.Equal(t, []string{"a", "b", "c", "d", "e"}, msgIDs(e.stored()))
+
+	// One id twice in one delivery.
+	code, _, resp = e.post("/eventgrid", egBatch("f", "f"))
+	require.Equal(t, 200, code, resp)
+	assert.JSONEq(t, `{"events":2,"duplicates":1,"deadLettered":0}`, resp)
+	assert.Equal(t, []string{"a", "b", "c", "d", "e", "f"}, msgIDs(e.stored()))
+
+	// A batch after them: its sequences follow on.
+	code, _, resp = e.post("/eventgrid", egBatch("g", "h"))
+	require.Equal(t, 200, code, resp)
+	msgs = e.stored()
+	require.Equal(t, []string{"a", "b", "c", "d", "e", "f", "g", "h"}, msgIDs(msgs))
+	assert.NotEmpty(t, msgs[6].Header.Get("Nats-Batch-Id"))
+	assert.Contains(t, e.logs.String(), `"seq":7,"duplicates":0`)
+}
+
+// TestAtomicBatchesOverTheServerLimit: a delivery of more events than nats-server takes in one atomic
+// batch (1000) is stored as several, in order, each once.
+func TestAtomicBatchesOverTheServerLimit(t *testing.T) {
+	e := newEnv(t)
+	ids := make([]string, 2100)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("big-%04d", i)
+	}
+	code, _, resp := e.post("/eventgrid", egBatch(ids...))
+	require.Equal(t, 200, code, resp)
+	assert.JSONEq(t, `{"events":2100,"duplicates":0,"deadLettered":0}`, resp)
+	msgs := e.stored()
+	require.Equal(t, ids, msgIDs(msgs))
+	batches := map[string]int{}
+	for _, m := range msgs {
+		batches[m.Header.Get("Nats-Batch-Id")]++
+	}
+	assert.Len(t, batches, 3)
+	assert.NotContains(t, batches, "", "every message stored by a batch")
+
+	code, _, resp = e.post("/eventgrid", egBatch(ids...))
+	require.Equal(t, 200, code, resp)
+	assert.JSONEq(t, `{"events":2100,"duplicates":2100,"deadLettered":0}`, resp)
+	assert.Len(t, e.stored(), 2100)
+}
+
+// TestAtomicBatchesFollowTheStream: a stream that does not allow atomic batches (one made before the
+// bridge asked for them, or by an operator) is published to one message at a time, with a warning that
+// says how to allow them; allowing them on the running stream turns batches on, and disallowing them
+// again turns them off at the first refused batch.
+func TestAtomicBatchesFollowTheStream(t *testing.T) {
+	e := newEnv(t, func(s *setup) { s.noStream = true })
+	ctx := context.Background()
+	cfg := jetstream.StreamConfig{Name: streamName, Subjects: []string{"acr.>", "eventgrid.>"}, Duplicates: 10 * time.Minute}
+	_, err := e.js.CreateStream(ctx, cfg)
+	require.NoError(t, err)
+	code, _, _ := e.do("GET", "/readyz", nil)
+	require.Equal(t, 200, code)
+	assert.Contains(t, e.logs.String(), "the stream does not allow atomic batch publishing")
+
+	code, _, resp := e.post("/eventgrid", egBatch("p", "q"))
+	require.Equal(t, 200, code, resp)
+	msgs := e.stored()
+	require.Equal(t, []string{"p", "q"}, msgIDs(msgs))
+	assert.Empty(t, msgs[0].Header.Get("Nats-Batch-Id"), "published one by one")
+	code, _, resp = e.post("/eventgrid", egBatch("p", "r"))
+	require.Equal(t, 200, code, resp)
+	assert.JSONEq(t, `{"events":2,"duplicates":1,"deadLettered":0}`, resp)
+
+	cfg.AllowAtomicPublish = true
+	_, err = e.js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	code, _, _ = e.do("GET", "/readyz", nil)
+	require.Equal(t, 200, code)
+	assert.Contains(t, e.logs.String(), "publishing multi-event deliveries as atomic batches")
+	code, _, resp = e.post("/eventgrid", egBatch("s", "t"))
+	require.Equal(t, 200, code, resp)
+	msgs = e.stored()
+	require.Equal(t, []string{"p", "q", "r", "s", "t"}, msgIDs(msgs))
+	assert.NotEmpty(t, msgs[3].Header.Get("Nats-Batch-Id"), "stored by an atomic batch")
+
+	// Disallowed behind the bridge's back: the refused batch is published one by one, and so are the
+	// deliveries after it.
+	cfg.AllowAtomicPublish = false
+	_, err = e.js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	warnings := strings.Count(e.logs.String(), "the stream does not allow atomic batch publishing")
+	for _, ids := range [][]string{{"u", "v"}, {"w", "x"}} {
+		code, _, resp = e.post("/eventgrid", egBatch(ids...))
+		require.Equal(t, 200, code, resp)
+		assert.JSONEq(t, `{"events":2,"duplicates":0,"deadLettered":0}`, resp)
+	}
+	msgs = e.stored()
+	require.Equal(t, []string{"p", "q", "r", "s", "t", "u", "v", "w", "x"}, msgIDs(msgs))
+	assert.Empty(t, msgs[5].Header.Get("Nats-Batch-Id"))
+	assert.Equal(t, warnings+1, strings.Count(e.logs.String(), "the stream does not allow atomic batch publishing"), "said once, when it changed")
+}
+
+// TestAtomicBatchesOff: with BRIDGE_ATOMIC_BATCHES=false a delivery is published one message at a time;
+// the stream is created allowing batches all the same, so that turning them on needs no stream change.
+func TestAtomicBatchesOff(t *testing.T) {
+	e := newEnv(t, func(s *setup) { s.stream.AtomicBatches = false })
+	code, _, resp := e.post("/eventgrid", egBatch("o1", "o2"))
+	require.Equal(t, 200, code, resp)
+	msgs := e.stored()
+	require.Equal(t, []string{"o1", "o2"}, msgIDs(msgs))
+	assert.Empty(t, msgs[0].Header.Get("Nats-Batch-Id"))
+	info, err := e.js.Stream(context.Background(), streamName)
+	require.NoError(t, err)
+	assert.True(t, info.CachedInfo().Config.AllowAtomicPublish)
+}

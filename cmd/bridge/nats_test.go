@@ -1,0 +1,52 @@
+package main
+
+import (
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/config"
+)
+
+// TestEmbeddedNATSSync: the embedded server syncs every write before its PubAck unless
+// BRIDGE_EMBEDDED_NATS_SYNC names an interval, and its start-up line says which policy is in force.
+func TestEmbeddedNATSSync(t *testing.T) {
+	tests := []struct {
+		value      string // "" leaves the default
+		always     bool
+		interval   time.Duration
+		logSaysSub string
+	}{
+		{"", true, 0, `"sync":"always: every write is on disk before its PubAck"`},
+		{"always", true, 0, `"sync":"always: every write is on disk before its PubAck"`},
+		{"2m", false, 2 * time.Minute, `"sync":"every 2m0s: a power cut loses up to that much acknowledged data"`},
+		{"5s", false, 5 * time.Second, `"sync":"every 5s: a power cut loses`},
+	}
+	for _, tc := range tests {
+		t.Run("BRIDGE_EMBEDDED_NATS_SYNC="+tc.value, func(t *testing.T) {
+			t.Setenv("BRIDGE_EMBEDDED_NATS_ADDR", "127.0.0.1:0")
+			t.Setenv("BRIDGE_EMBEDDED_NATS_DIR", filepath.Join(t.TempDir(), "nats"))
+			if tc.value != "" {
+				t.Setenv("BRIDGE_EMBEDDED_NATS_SYNC", tc.value)
+			}
+			cfg, err := config.Load()
+			require.NoError(t, err)
+			logs := &logSink{}
+			conn, err := startEmbedded(cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+			require.NoError(t, err)
+			t.Cleanup(func() { conn.close(slog.New(slog.DiscardHandler)) })
+
+			js := conn.embedded.JetStreamConfig()
+			require.NotNil(t, js, "JetStream is on")
+			assert.Equal(t, tc.always, js.SyncAlways)
+			if !tc.always {
+				assert.Equal(t, tc.interval, js.SyncInterval)
+			}
+			assert.Contains(t, logs.String(), tc.logSaysSub)
+		})
+	}
+}

@@ -518,6 +518,16 @@ func TestStreamMissing(t *testing.T) {
 		msgs := e.stored()
 		require.Len(t, msgs, 1)
 		assert.Equal(t, "d-2", msgs[0].Header.Get("Nats-Msg-Id"))
+
+		// A batch finds no stream too: its commit gets no answer, and it is stored once the stream is back.
+		require.NoError(t, e.js.DeleteStream(context.Background(), streamName))
+		code, _, resp = e.post("/eventgrid", []byte("["+egPush("d-3", "web", "3")+","+egPush("d-4", "web", "4")+"]"))
+		require.Equal(t, 200, code, resp)
+		assert.JSONEq(t, `{"events":2,"duplicates":0,"deadLettered":0}`, resp)
+		msgs = e.stored()
+		require.Len(t, msgs, 2)
+		assert.Equal(t, "d-3", msgs[0].Header.Get("Nats-Msg-Id"))
+		assert.NotEmpty(t, msgs[0].Header.Get("Nats-Batch-Id"), "as an atomic batch, on the re-created stream")
 		info, err := e.js.Stream(context.Background(), streamName)
 		require.NoError(t, err)
 		assert.Equal(t, 10*time.Minute, info.CachedInfo().Config.Duplicates)

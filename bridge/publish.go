@@ -259,9 +259,8 @@ func (p *JetStream) store(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) 
 	return acks, nil
 }
 
-// commit has a committer store msgs in an atomic batch, alone or with other deliveries' messages. A
-// refused batch is nothing stored: msgs are then tried in a batch of their own, if they shared one, and
-// last one by one, where each message gets JetStream's own answer, a duplicate included.
+// commit has a committer store msgs in an atomic batch, alone or with other deliveries' messages, and
+// settles what became of it.
 func (p *JetStream) commit(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) {
 	d := &delivery{msgs: msgs, done: make(chan commitResult, 1)}
 	select {
@@ -271,12 +270,18 @@ func (p *JetStream) commit(ctx context.Context, msgs []*nats.Msg) ([]Ack, error)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("publish a batch of %d: waiting for a committer: %w", len(msgs), ctx.Err())
 	}
-	var res commitResult
 	select {
-	case res = <-d.done:
+	case res := <-d.done:
+		return p.settle(ctx, msgs, res)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("publish a batch of %d: waiting for its commit: %w", len(msgs), ctx.Err())
 	}
+}
+
+// settle returns the acks of a committed batch. A refused batch stored nothing: msgs are then tried in a
+// batch of their own, if they shared one (another delivery's message may have been the reason), and
+// last one by one, where each message gets JetStream's own answer, a duplicate included.
+func (p *JetStream) settle(ctx context.Context, msgs []*nats.Msg, res commitResult) ([]Ack, error) {
 	var refused *batchRefusedError
 	if !errors.As(res.err, &refused) {
 		return res.acks, res.err

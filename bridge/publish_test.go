@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,4 +168,62 @@ func TestAtomicBatchesOff(t *testing.T) {
 	info, err := e.js.Stream(context.Background(), streamName)
 	require.NoError(t, err)
 	assert.True(t, info.CachedInfo().Config.AllowAtomicPublish)
+}
+
+// TestConcurrentBatchedDeliveries: deliveries arriving together are gathered into shared batches; new
+// deliveries and redeliveries mixed, every event is stored once, each delivery's events in order, and
+// each answer counts its own duplicates.
+func TestConcurrentBatchedDeliveries(t *testing.T) {
+	e := newEnv(t)
+	ids := func(prefix string) []string {
+		out := make([]string, 5)
+		for i := range out {
+			out[i] = fmt.Sprintf("%s-%d", prefix, i)
+		}
+		return out
+	}
+	for i := range 10 {
+		code, _, resp := e.post("/eventgrid", egBatch(ids(fmt.Sprintf("old%d", i))...))
+		require.Equal(t, 200, code, resp)
+	}
+
+	type answer struct {
+		code int
+		body string
+	}
+	answers := make([]answer, 40)
+	var wg sync.WaitGroup
+	for i := range answers {
+		prefix := fmt.Sprintf("new%d", i)
+		if i%2 == 1 {
+			prefix = fmt.Sprintf("old%d", i%10) // a redelivery, every event already stored
+		}
+		wg.Go(func() {
+			code, _, body := e.post("/eventgrid", egBatch(ids(prefix)...))
+			answers[i] = answer{code, body}
+		})
+	}
+	wg.Wait()
+	for i, a := range answers {
+		require.Equal(t, 200, a.code, a.body)
+		if i%2 == 1 {
+			assert.JSONEq(t, `{"events":5,"duplicates":5,"deadLettered":0}`, a.body, "delivery %d", i)
+		} else {
+			assert.JSONEq(t, `{"events":5,"duplicates":0,"deadLettered":0}`, a.body, "delivery %d", i)
+		}
+	}
+
+	msgs := e.stored()
+	require.Len(t, msgs, 50+20*5)
+	position := map[string]int{}
+	for i, id := range msgIDs(msgs) {
+		_, seen := position[id]
+		require.False(t, seen, "%s stored twice", id)
+		position[id] = i
+	}
+	for i := 0; i < 40; i += 2 {
+		for k := 1; k < 5; k++ {
+			assert.Less(t, position[fmt.Sprintf("new%d-%d", i, k-1)], position[fmt.Sprintf("new%d-%d", i, k)], "delivery %d in order", i)
+		}
+	}
 }

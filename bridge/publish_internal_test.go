@@ -1,0 +1,76 @@
+package bridge
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func testMsgs(ids ...string) []*nats.Msg {
+	msgs := make([]*nats.Msg, len(ids))
+	for i, id := range ids {
+		msgs[i] = &nats.Msg{Subject: "acr.test", Header: nats.Header{"Nats-Msg-Id": {id}}, Data: []byte(id)}
+	}
+	return msgs
+}
+
+// TestSharedBatchRefused: two deliveries share an atomic batch, and one of them holds an event already
+// stored. JetStream refuses the whole batch and stores nothing; the other delivery is then stored in a
+// batch of its own, and the redelivered one message by message, its duplicate counted.
+func TestSharedBatchRefused(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	go ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	p, err := NewJetStream(nc, StreamConfig{Name: "S", Subjects: []string{"acr.>"}, Create: true, Duplicates: time.Minute,
+		Replicas: 1, Storage: jetstream.FileStorage, AtomicBatches: true}, 5*time.Second, 100, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	ctx := context.Background()
+	require.NoError(t, p.EnsureStream(ctx))
+	_, err = p.Publish(ctx, testMsgs("old-1", "old-2"))
+	require.NoError(t, err)
+
+	fresh, redelivered := testMsgs("new-1", "new-2"), testMsgs("new-3", "old-2")
+	a := &delivery{msgs: fresh, done: make(chan commitResult, 1)}
+	b := &delivery{msgs: redelivered, done: make(chan commitResult, 1)}
+	p.commitGroup([]*delivery{a, b}, 4)
+	resA, resB := <-a.done, <-b.done
+	var refused *batchRefusedError
+	require.ErrorAs(t, resA.err, &refused)
+	require.ErrorAs(t, resB.err, &refused)
+	assert.True(t, resA.shared)
+
+	acks, err := p.settle(ctx, fresh, resA)
+	require.NoError(t, err)
+	assert.Equal(t, []Ack{{Stream: "S", Sequence: 3}, {Stream: "S", Sequence: 4}}, acks, "its own batch, after the two stored first")
+	acks, err = p.settle(ctx, redelivered, resB)
+	require.NoError(t, err)
+	require.Len(t, acks, 2)
+	assert.Equal(t, Ack{Stream: "S", Sequence: 5}, acks[0])
+	assert.Equal(t, Ack{Stream: "S", Sequence: 2, Duplicate: true}, acks[1])
+
+	str, err := p.js.Stream(ctx, "S")
+	require.NoError(t, err)
+	info, err := str.Info(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(5), info.State.Msgs, "each event stored once")
+	m, err := str.GetMsg(ctx, 3)
+	require.NoError(t, err)
+	assert.NotEmpty(t, m.Header.Get("Nats-Batch-Id"), "the fresh delivery went as a batch of its own")
+	m, err = str.GetMsg(ctx, 5)
+	require.NoError(t, err)
+	assert.Empty(t, m.Header.Get("Nats-Batch-Id"), "the redelivery went one by one")
+}

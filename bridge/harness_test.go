@@ -68,7 +68,7 @@ func defaultSetup() setup {
 			Replicas:   1,
 			Storage:    jetstream.FileStorage,
 			// As the bridge runs by default.
-			AtomicBatches: true,
+			AtomicBatches: bridge.BatchesAlways,
 		},
 	}
 }

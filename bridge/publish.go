@@ -41,10 +41,31 @@ type StreamConfig struct {
 	MaxAge     time.Duration
 	Replicas   int
 	Storage    jetstream.StorageType
-	// AtomicBatches publishes the messages of multi-message requests as atomic batches wherever the stream
-	// allows it. A stream the bridge creates allows it either way, so that turning batches on later needs
-	// no change to the stream.
-	AtomicBatches bool
+	// AtomicBatches says when the messages of multi-message requests are published as atomic batches, which
+	// the stream must allow too. A stream the bridge creates allows them whatever the policy, so that
+	// turning batches on later needs no change to the stream.
+	AtomicBatches BatchPolicy
+}
+
+// BatchPolicy says when multi-message requests are published as atomic batches.
+type BatchPolicy string
+
+const (
+	// BatchesNever publishes every message on its own.
+	BatchesNever BatchPolicy = "never"
+	// BatchesAlways batches wherever the stream allows it: right where the server syncs every write,
+	// which then syncs once per batch rather than once per message.
+	BatchesAlways BatchPolicy = "always"
+	// BatchesReplicated batches only into a stream with more than one replica, where a batch is one
+	// proposal to the stream's group. On a single server a batch is staged in files of its own, which
+	// costs more than it saves unless the server syncs every write, and the bridge cannot see whether it
+	// does.
+	BatchesReplicated BatchPolicy = "replicated"
+)
+
+// wants reports whether the policy batches into a stream configured as cfg.
+func (b BatchPolicy) wants(cfg jetstream.StreamConfig) bool {
+	return b == BatchesAlways || b == BatchesReplicated && cfg.Replicas > 1
 }
 
 // maxAtomicBatch is nats-server's default limit on the messages of one atomic batch
@@ -165,7 +186,7 @@ func (p *JetStream) EnsureStream(ctx context.Context) error {
 	}
 	p.log.Info("stream created", "stream", p.stream.Name, "subjects", p.stream.Subjects,
 		"duplicate_window", p.stream.Duplicates.String(), "max_age", p.stream.MaxAge.String(), "replicas", p.stream.Replicas,
-		"atomic_batches", p.stream.AtomicBatches)
+		"allow_atomic", true)
 	p.followStream(s.CachedInfo().Config)
 	return nil
 }
@@ -173,7 +194,8 @@ func (p *JetStream) EnsureStream(ctx context.Context) error {
 // followStream turns atomic batch publishing on or off as the stream's configuration allows, and says so
 // when that changes.
 func (p *JetStream) followStream(cfg jetstream.StreamConfig) {
-	on := p.stream.AtomicBatches && cfg.AllowAtomicPublish
+	wanted := p.stream.AtomicBatches.wants(cfg)
+	on := wanted && cfg.AllowAtomicPublish
 	state := batchesOff
 	if on {
 		state = batchesOn
@@ -184,9 +206,23 @@ func (p *JetStream) followStream(cfg jetstream.StreamConfig) {
 	switch {
 	case on:
 		p.log.Info("publishing multi-event deliveries as atomic batches", "stream", p.stream.Name)
-	case p.stream.AtomicBatches:
-		p.log.Warn("the stream does not allow atomic batch publishing, so each event of a batched delivery is stored, and synced, on its own; "+
-			"allow it with: nats stream edit "+p.stream.Name+" --allow-batch", "stream", p.stream.Name)
+	case !wanted:
+		p.log.Info("publishing multi-event deliveries one message at a time (BRIDGE_ATOMIC_BATCHES)", "stream", p.stream.Name,
+			"policy", string(p.stream.AtomicBatches), "replicas", cfg.Replicas)
+	default:
+		p.log.Warn(batchesNotAllowed, "stream", p.stream.Name)
+	}
+}
+
+// batchesNotAllowed is the warning for a stream that does not allow atomic batches.
+const batchesNotAllowed = "the stream does not allow atomic batch publishing, so each event of a batched delivery is stored, and synced, " +
+	"on its own; set allow_atomic in the stream's configuration (NATS 2.12+), as deployments/nats/stream-acr-events.json does"
+
+// batchesRefused turns batches off after the stream refused one as not allowed, until the stream is next
+// looked up.
+func (p *JetStream) batchesRefused() {
+	if p.batches.Swap(batchesOff) != batchesOff {
+		p.log.Warn(batchesNotAllowed, "stream", p.stream.Name)
 	}
 }
 
@@ -410,7 +446,7 @@ func (p *JetStream) publishBatch(ctx context.Context, msgs []*nats.Msg) ([]Ack, 
 		return nil, fmt.Errorf("publish a batch of %d to %s: %w", len(msgs), msgs[0].Subject, jetstream.ErrNoStreamResponse)
 	case errors.As(err, &apiErr):
 		if apiErr.ErrorCode == jetstreamext.JSErrCodeBatchPublishNotEnabled {
-			p.followStream(jetstream.StreamConfig{AllowAtomicPublish: false})
+			p.batchesRefused()
 		}
 		return nil, &batchRefusedError{err}
 	case errors.Is(err, jetstreamext.ErrInvalidBatchAck), errors.Is(err, jetstream.ErrInvalidJSAck):

@@ -35,7 +35,7 @@ func TestSharedBatchRefused(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	p, err := NewJetStream(nc, StreamConfig{Name: "S", Subjects: []string{"acr.>"}, Create: true, Duplicates: time.Minute,
-		Replicas: 1, Storage: jetstream.FileStorage, AtomicBatches: true}, 5*time.Second, 100, slog.New(slog.DiscardHandler))
+		Replicas: 1, Storage: jetstream.FileStorage, AtomicBatches: BatchesAlways}, 5*time.Second, 100, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	t.Cleanup(p.Close)
 	ctx := context.Background()
@@ -73,4 +73,15 @@ func TestSharedBatchRefused(t *testing.T) {
 	m, err = str.GetMsg(ctx, 5)
 	require.NoError(t, err)
 	assert.Empty(t, m.Header.Get("Nats-Batch-Id"), "the redelivery went one by one")
+}
+
+// TestBatchPolicy: which streams each policy batches into.
+func TestBatchPolicy(t *testing.T) {
+	r1, r3 := jetstream.StreamConfig{Replicas: 1}, jetstream.StreamConfig{Replicas: 3}
+	assert.True(t, BatchesAlways.wants(r1))
+	assert.True(t, BatchesAlways.wants(r3))
+	assert.False(t, BatchesNever.wants(r1))
+	assert.False(t, BatchesNever.wants(r3))
+	assert.False(t, BatchesReplicated.wants(r1), "a single server may sync on an interval, where batches cost more")
+	assert.True(t, BatchesReplicated.wants(r3), "a batch is one proposal to the stream's group")
 }

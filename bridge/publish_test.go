@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/bridge"
 )
 
 // egBatch is an Event Grid delivery of one ImagePushed event per id.
@@ -159,7 +161,7 @@ func TestAtomicBatchesFollowTheStream(t *testing.T) {
 // TestAtomicBatchesOff: with BRIDGE_ATOMIC_BATCHES=false a delivery is published one message at a time;
 // the stream is created allowing batches all the same, so that turning them on needs no stream change.
 func TestAtomicBatchesOff(t *testing.T) {
-	e := newEnv(t, func(s *setup) { s.stream.AtomicBatches = false })
+	e := newEnv(t, func(s *setup) { s.stream.AtomicBatches = bridge.BatchesNever })
 	code, _, resp := e.post("/eventgrid", egBatch("o1", "o2"))
 	require.Equal(t, 200, code, resp)
 	msgs := e.stored()
@@ -226,4 +228,16 @@ func TestConcurrentBatchedDeliveries(t *testing.T) {
 			assert.Less(t, position[fmt.Sprintf("new%d-%d", i, k-1)], position[fmt.Sprintf("new%d-%d", i, k)], "delivery %d in order", i)
 		}
 	}
+}
+
+// TestAtomicBatchesReplicated: BRIDGE_ATOMIC_BATCHES=auto on a NATS of the operator's with a
+// single-replica stream publishes one message at a time, and says so.
+func TestAtomicBatchesReplicated(t *testing.T) {
+	e := newEnv(t, func(s *setup) { s.stream.AtomicBatches = bridge.BatchesReplicated })
+	assert.Contains(t, e.logs.String(), `"msg":"publishing multi-event deliveries one message at a time (BRIDGE_ATOMIC_BATCHES)","stream":"ACR_EVENTS","policy":"replicated","replicas":1`)
+	code, _, resp := e.post("/eventgrid", egBatch("r1", "r2"))
+	require.Equal(t, 200, code, resp)
+	msgs := e.stored()
+	require.Equal(t, []string{"r1", "r2"}, msgIDs(msgs))
+	assert.Empty(t, msgs[0].Header.Get("Nats-Batch-Id"))
 }

@@ -54,7 +54,7 @@ type Config struct {
 	StreamMaxAge          time.Duration `envconfig:"STREAM_MAX_AGE" default:"168h" desc:"max age of messages in a created stream"`
 	StreamReplicas        int           `envconfig:"STREAM_REPLICAS" default:"1" desc:"replicas of a created stream (3 on a production cluster)"`
 	StreamStorage         string        `envconfig:"STREAM_STORAGE" default:"file" desc:"storage of a created stream: file or memory"`
-	AtomicBatches         string        `envconfig:"ATOMIC_BATCHES" default:"auto" desc:"publish multi-event deliveries as JetStream atomic batches (NATS 2.12+, a stream with allow_atomic): true where NATS syncs every write (one sync per batch rather than per event), false where it syncs on an interval (a batch costs more than it saves there); auto is true for the embedded server syncing always, else false"`
+	AtomicBatches         string        `envconfig:"ATOMIC_BATCHES" default:"auto" desc:"publish multi-event deliveries as JetStream atomic batches (NATS 2.12+, a stream with allow_atomic): true, false, or auto: batches where they pay, which is the embedded server syncing always and streams with replicas; set true for a single server of your own that syncs always"`
 
 	MaxBodyBytes     int64         `envconfig:"MAX_BODY_BYTES" default:"4194304" desc:"largest request body accepted; larger is 413"`
 	MaxEvents        int           `envconfig:"MAX_EVENTS" default:"5000" desc:"most events in one request (Event Grid sends at most 5000); more is 413"`
@@ -320,18 +320,22 @@ func (c Config) EmbeddedNATSSyncInterval() (time.Duration, error) {
 	return d, nil
 }
 
-// UseAtomicBatches reports whether multi-event deliveries are published as atomic batches. They pay where
-// the server syncs every write, one sync per batch instead of one per event; where it syncs on an
-// interval, a batch's own set-up on the server costs more than publishing its messages one by one.
-func (c Config) UseAtomicBatches() bool {
+// AtomicBatchPolicy says when multi-event deliveries are published as atomic batches: "always", "never",
+// or "replicated" (when the stream has more than one replica). On a single server a batch is staged in
+// files of its own, which pays only where the server syncs every write (one sync per batch instead of one
+// per event); on a replicated stream a batch is one proposal to the stream's group, which pays either way.
+// The bridge knows the embedded server's sync policy, not another server's.
+func (c Config) AtomicBatchPolicy() string {
 	switch c.AtomicBatches {
 	case "true":
-		return true
-	case "auto":
-		every, err := c.EmbeddedNATSSyncInterval()
-		return c.NATSURL == "" && err == nil && every == 0
+		return "always"
+	case "false":
+		return "never"
 	}
-	return false
+	if every, err := c.EmbeddedNATSSyncInterval(); c.NATSURL == "" && err == nil && every == 0 {
+		return "always"
+	}
+	return "replicated"
 }
 
 // SlogLevel returns LogLevel as a slog.Level.

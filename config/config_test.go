@@ -34,7 +34,7 @@ func TestDefaults(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, sync)
 	assert.Equal(t, "auto", c.AtomicBatches)
-	assert.True(t, c.UseAtomicBatches(), "the embedded server syncs always, so batches pay")
+	assert.Equal(t, "always", c.AtomicBatchPolicy(), "the embedded server syncs always, so batches pay")
 	assert.Equal(t, []string{"eventgrid.azure.net"}, c.AllowedOrigins)
 	assert.Equal(t, 5000, c.MaxEvents)
 	assert.Equal(t, "structured", c.CEMode)
@@ -103,17 +103,17 @@ func TestEmbeddedNATSSyncInterval(t *testing.T) {
 	assert.Equal(t, 2*time.Minute, sync)
 }
 
-func TestUseAtomicBatches(t *testing.T) {
+func TestAtomicBatchPolicy(t *testing.T) {
 	tests := []struct {
 		env  map[string]string
-		want bool
+		want string
 	}{
-		{map[string]string{}, true},
-		{map[string]string{"BRIDGE_EMBEDDED_NATS_SYNC": "2m"}, false},
-		{map[string]string{"BRIDGE_NATS_URL": "nats://nats:4222"}, false},
-		{map[string]string{"BRIDGE_NATS_URL": "nats://nats:4222", "BRIDGE_ATOMIC_BATCHES": "true"}, true},
-		{map[string]string{"BRIDGE_EMBEDDED_NATS_SYNC": "2m", "BRIDGE_ATOMIC_BATCHES": "true"}, true},
-		{map[string]string{"BRIDGE_ATOMIC_BATCHES": "false"}, false},
+		{map[string]string{}, "always"},
+		{map[string]string{"BRIDGE_EMBEDDED_NATS_SYNC": "2m"}, "replicated"},
+		{map[string]string{"BRIDGE_NATS_URL": "nats://nats:4222"}, "replicated"},
+		{map[string]string{"BRIDGE_NATS_URL": "nats://nats:4222", "BRIDGE_ATOMIC_BATCHES": "true"}, "always"},
+		{map[string]string{"BRIDGE_EMBEDDED_NATS_SYNC": "2m", "BRIDGE_ATOMIC_BATCHES": "true"}, "always"},
+		{map[string]string{"BRIDGE_ATOMIC_BATCHES": "false"}, "never"},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.env), func(t *testing.T) {
@@ -122,7 +122,7 @@ func TestUseAtomicBatches(t *testing.T) {
 			}
 			c, err := config.Load()
 			require.NoError(t, err)
-			assert.Equal(t, tc.want, c.UseAtomicBatches())
+			assert.Equal(t, tc.want, c.AtomicBatchPolicy())
 		})
 	}
 }

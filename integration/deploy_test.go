@@ -95,7 +95,7 @@ func TestComposeFile(t *testing.T) {
 	cfg, err := config.Load()
 	require.NoError(t, err)
 	assert.False(t, cfg.AuthEnabled(), "an empty BRIDGE_AUTH_TOKENS leaves authentication off")
-	assert.True(t, cfg.UseAtomicBatches(), "its NATS syncs every write, where atomic batches pay")
+	assert.Equal(t, "always", cfg.AtomicBatchPolicy(), "its NATS syncs every write, where atomic batches pay")
 }
 
 func relTo(t *testing.T, path string) string {

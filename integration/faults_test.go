@@ -216,42 +216,13 @@ func bridgeAt(t *testing.T, addr string, env ...string) *proc {
 // A three-node NATS cluster with an R3 stream: the stream leader is SIGKILLed mid-load. The bridge keeps
 // serving, and no acknowledged event is lost.
 func TestClusterNodeKilled(t *testing.T) {
-	type node struct {
-		name        string
-		port, cport int
-		p           *proc
-	}
-	nodes := make([]*node, 3)
-	var routes []string
-	for i := range nodes {
-		nodes[i] = &node{name: fmt.Sprintf("n%d", i+1), port: freePort(t), cport: freePort(t)}
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", nodes[i].cport))
-	}
-	var urls []string
-	for _, n := range nodes {
-		n.p = start(t, nil, natsServerBin, "-a", "127.0.0.1", "-p", fmt.Sprint(n.port), "-n", n.name,
-			"-js", "-sd", t.TempDir(), "--cluster_name", "bridge-test",
-			"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", n.cport), "--routes", strings.Join(routes, ","))
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", n.port))
-	}
-	for _, n := range nodes {
-		waitTCP(t, fmt.Sprintf("127.0.0.1:%d", n.port))
-	}
-	clusterURL := strings.Join(urls, ",")
-
-	// The operator creates the R3 stream (deployments/nats); the bridge does not.
+	nodes, clusterURL := natsCluster(t, "")
 	nc, err := nats.Connect(clusterURL)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ACR_EVENTS", Subjects: []string{"acr.>", "eventgrid.>"},
-			Replicas: 3, Duplicates: 10 * time.Minute, Storage: jetstream.FileStorage})
-		return err == nil
-	}, 30*time.Second, 250*time.Millisecond, "the cluster did not create the R3 stream")
+	createR3Stream(t, js)
 
 	_, url := bridgeProcess(t, "BRIDGE_NATS_URL="+clusterURL, "BRIDGE_STREAM_CREATE=false", "BRIDGE_PUBLISH_TIMEOUT=3s")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -139,15 +139,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			storage = jetstream.MemoryStorage
 		}
 		js, err := bridge.NewJetStream(conn.nc, bridge.StreamConfig{
-			Name:       cfg.Stream,
-			Subjects:   []string{cfg.SubjectPrefix + ".>", cfg.PassthroughPrefix + ".>"},
-			Create:     cfg.StreamCreate,
-			Duplicates: cfg.StreamDuplicateWindow,
-			MaxAge:     cfg.StreamMaxAge,
-			Replicas:   cfg.StreamReplicas,
-			Storage:    storage,
-			// Where NATS syncs every write, batches keep that affordable: one sync per batch.
-			AtomicBatches: cfg.UseAtomicBatches(),
+			Name:          cfg.Stream,
+			Subjects:      []string{cfg.SubjectPrefix + ".>", cfg.PassthroughPrefix + ".>"},
+			Create:        cfg.StreamCreate,
+			Duplicates:    cfg.StreamDuplicateWindow,
+			MaxAge:        cfg.StreamMaxAge,
+			Replicas:      cfg.StreamReplicas,
+			Storage:       storage,
+			AtomicBatches: bridge.BatchPolicy(cfg.AtomicBatchPolicy()),
 		}, cfg.PublishTimeout, max(4096, 2*cfg.MaxEvents), log)
 		if err != nil {
 			return err

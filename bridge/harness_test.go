@@ -112,7 +112,7 @@ func newEnv(t testing.TB, mods ...func(*setup)) *testEnv {
 	if s.core {
 		srv = bridge.NewServer(s.opts, bridge.NewCore(nc, s.publishTimeout), log)
 	} else {
-		pub, err := bridge.NewJetStream(nc, s.stream, s.publishTimeout, 10000, log)
+		pub, err := bridge.NewJetStream(nc, s.stream, s.publishTimeout, 10000, s.opts.Metrics, log)
 		require.NoError(t, err)
 		t.Cleanup(pub.Close)
 		if !s.noStream {

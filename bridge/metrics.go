@@ -29,6 +29,8 @@ type Metrics struct {
 	requestTime   *prometheus.HistogramVec
 	publishTime   prometheus.Histogram
 	inflight      prometheus.Gauge
+	batches       *prometheus.CounterVec
+	batchSize     prometheus.Histogram
 
 	// receivedBy and requestsBy keep the series already used, so that counting an event or a request
 	// hashes no label values.
@@ -125,13 +127,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "bridge_inflight_requests",
 			Help: "Deliveries being handled now (capped by BRIDGE_MAX_INFLIGHT).",
 		}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_atomic_batches_total",
+			Help: "JetStream atomic batches published, by result: committed, refused (nothing stored; its deliveries were published again on their own), failed (no answer).",
+		}, []string{"result"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "bridge_atomic_batch_messages",
+			Help:    "Messages in each committed atomic batch, which may carry several deliveries.",
+			Buckets: []float64{2, 5, 10, 25, 50, 100, 250, 500, 1000},
+		}),
+	}
+	for _, result := range []string{"committed", "refused", "failed"} {
+		m.batches.WithLabelValues(result)
 	}
 	m.publishedAs = map[string]prometheus.Counter{}
 	for _, kind := range []string{"acr", "ping", "passthrough", "deadletter"} {
 		m.publishedAs[kind] = m.published.WithLabelValues(kind)
 	}
 	reg.MustRegister(m.received, m.published, m.duplicates, m.deadLettered, m.passedThrough, m.rejected,
-		m.requests, m.requestTime, m.publishTime, m.inflight)
+		m.requests, m.requestTime, m.publishTime, m.inflight, m.batches, m.batchSize)
 	return m
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 )
 
@@ -96,6 +97,7 @@ type JetStream struct {
 	js      jetstream.JetStream
 	stream  StreamConfig
 	timeout time.Duration
+	metrics *Metrics
 	log     *slog.Logger
 
 	createMu sync.Mutex
@@ -127,7 +129,8 @@ type commitResult struct {
 
 // NewJetStream returns a publisher on nc. timeout bounds each request's wait for its acks; keep it well
 // under Event Grid's 30 s delivery timeout so that the bridge answers 503 before Event Grid gives up.
-func NewJetStream(nc *nats.Conn, stream StreamConfig, timeout time.Duration, maxPending int, log *slog.Logger) (*JetStream, error) {
+// metrics, when not nil, counts the atomic batches.
+func NewJetStream(nc *nats.Conn, stream StreamConfig, timeout time.Duration, maxPending int, metrics *Metrics, log *slog.Logger) (*JetStream, error) {
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(maxPending),
 		jetstream.WithPublishAsyncTimeout(timeout),
@@ -135,7 +138,10 @@ func NewJetStream(nc *nats.Conn, stream StreamConfig, timeout time.Duration, max
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	p := &JetStream{nc: nc, js: js, stream: stream, timeout: timeout, log: log,
+	if metrics == nil {
+		metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	p := &JetStream{nc: nc, js: js, stream: stream, timeout: timeout, metrics: metrics, log: log,
 		openBatches: make(chan struct{}, maxOpenBatches),
 		queue:       make(chan *delivery),
 		stop:        make(chan struct{}),
@@ -442,9 +448,13 @@ func (p *JetStream) publishBatch(ctx context.Context, msgs []*nats.Msg) ([]Ack, 
 	var apiErr *jetstream.APIError
 	switch {
 	case err == nil:
+		p.metrics.batches.WithLabelValues("committed").Inc()
+		p.metrics.batchSize.Observe(float64(len(msgs)))
 	case errors.Is(err, nats.ErrNoResponders):
+		p.metrics.batches.WithLabelValues("failed").Inc()
 		return nil, fmt.Errorf("publish a batch of %d to %s: %w", len(msgs), msgs[0].Subject, jetstream.ErrNoStreamResponse)
 	case errors.As(err, &apiErr):
+		p.metrics.batches.WithLabelValues("refused").Inc()
 		if apiErr.ErrorCode == jetstreamext.JSErrCodeBatchPublishNotEnabled {
 			p.batchesRefused()
 		}
@@ -452,8 +462,10 @@ func (p *JetStream) publishBatch(ctx context.Context, msgs []*nats.Msg) ([]Ack, 
 	case errors.Is(err, jetstreamext.ErrInvalidBatchAck), errors.Is(err, jetstream.ErrInvalidJSAck):
 		// An answer that is not a batch's ack: published one by one, a batch stored after all is found
 		// duplicate message by message.
+		p.metrics.batches.WithLabelValues("refused").Inc()
 		return nil, &batchRefusedError{err}
 	default:
+		p.metrics.batches.WithLabelValues("failed").Inc()
 		return nil, fmt.Errorf("publish a batch of %d to %s: %w", len(msgs), msgs[0].Subject, err)
 	}
 	acks := make([]Ack, len(msgs))

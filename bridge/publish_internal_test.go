@@ -35,7 +35,7 @@ func TestSharedBatchRefused(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	p, err := NewJetStream(nc, StreamConfig{Name: "S", Subjects: []string{"acr.>"}, Create: true, Duplicates: time.Minute,
-		Replicas: 1, Storage: jetstream.FileStorage, AtomicBatches: BatchesAlways}, 5*time.Second, 100, slog.New(slog.DiscardHandler))
+		Replicas: 1, Storage: jetstream.FileStorage, AtomicBatches: BatchesAlways}, 5*time.Second, 100, nil, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	t.Cleanup(p.Close)
 	ctx := context.Background()

@@ -241,3 +241,20 @@ func TestAtomicBatchesReplicated(t *testing.T) {
 	require.Equal(t, []string{"r1", "r2"}, msgIDs(msgs))
 	assert.Empty(t, msgs[0].Header.Get("Nats-Batch-Id"))
 }
+
+// TestAtomicBatchMetrics: committed and refused batches are counted, and the messages of each committed
+// batch observed.
+func TestAtomicBatchMetrics(t *testing.T) {
+	e := newEnv(t, withMetrics)
+	for range 2 {
+		code, _, resp := e.post("/eventgrid", egBatch("mb1", "mb2", "mb3"))
+		require.Equal(t, 200, code, resp)
+	}
+	m := e.scrape()
+	assert.Equal(t, 1.0, m[`bridge_atomic_batches_total{result="committed"}`])
+	assert.Equal(t, 1.0, m[`bridge_atomic_batches_total{result="refused"}`], "the redelivery")
+	assert.Equal(t, 0.0, m[`bridge_atomic_batches_total{result="failed"}`])
+	assert.Equal(t, 1.0, m[`bridge_atomic_batch_messages_count`])
+	assert.Equal(t, 3.0, m[`bridge_atomic_batch_messages_sum`])
+	assert.Equal(t, 3.0, m[`bridge_events_duplicates_total`])
+}

@@ -147,7 +147,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			Replicas:      cfg.StreamReplicas,
 			Storage:       storage,
 			AtomicBatches: bridge.BatchPolicy(cfg.AtomicBatchPolicy()),
-		}, cfg.PublishTimeout, max(4096, 2*cfg.MaxEvents), log)
+		}, cfg.PublishTimeout, max(4096, 2*cfg.MaxEvents), opts.Metrics, log)
 		if err != nil {
 			return err
 		}

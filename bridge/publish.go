@@ -131,9 +131,10 @@ func (p *JetStream) EnsureStream(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: create stream %s: %v", ErrUnavailable, p.stream.Name, err)
 	}
+	// A server older than atomic batches (NATS 2.12) creates the stream without them.
 	p.log.Info("stream created", "stream", p.stream.Name, "subjects", p.stream.Subjects,
 		"duplicate_window", p.stream.Duplicates.String(), "max_age", p.stream.MaxAge.String(), "replicas", p.stream.Replicas,
-		"allow_atomic", true)
+		"allow_atomic", s.CachedInfo().Config.AllowAtomicPublish)
 	p.followStream(s.CachedInfo().Config)
 	return nil
 }

@@ -43,10 +43,10 @@ func (l *ledger) ack(id string) {
 	l.mu.Unlock()
 }
 
-// load sends single Event Grid events to url from workers senders until stop is closed. Each event is
-// retried as Event Grid does (after a 503, a timeout or a refused connection) until it is answered 200
-// or ctx ends; stopping lets the events under way finish first.
-func load(ctx context.Context, url string, workers int, stop <-chan struct{}, l *ledger) *sync.WaitGroup {
+// load sends Event Grid deliveries of batch events each to url from workers senders until stop is
+// closed. Each delivery is retried as Event Grid does (after a 503, a timeout or a refused connection)
+// until it is answered 200 or ctx ends; stopping lets the deliveries under way finish first.
+func load(ctx context.Context, url string, workers, batch int, stop <-chan struct{}, l *ledger) *sync.WaitGroup {
 	client := &http.Client{Timeout: 15 * time.Second}
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -57,8 +57,8 @@ func load(ctx context.Context, url string, workers int, stop <-chan struct{}, l 
 					return
 				default:
 				}
-				id := fmt.Sprintf("w%d-e%d", w, i)
-				body := pushEvent(id)
+				prefix := fmt.Sprintf("w%d-e%d", w, i)
+				body := []byte(batchBody(prefix, 0, batch))
 				for ctx.Err() == nil {
 					req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/eventgrid", bytes.NewReader(body))
 					req.Header.Set("Content-Type", "application/json")
@@ -72,11 +72,13 @@ func load(ctx context.Context, url string, workers int, stop <-chan struct{}, l 
 					resp.Body.Close()
 					l.status(fmt.Sprint(resp.StatusCode))
 					if resp.StatusCode == http.StatusOK {
-						if bytes.Contains(answer, []byte(`"duplicates":1`)) {
-							// Stored by an earlier attempt whose answer was lost: a redelivery.
+						if !bytes.Contains(answer, []byte(`"duplicates":0`)) {
+							// Stored, whole or in part, by an earlier attempt whose answer was lost: a redelivery.
 							l.status("200 duplicate")
 						}
-						l.ack(id)
+						for k := range batch {
+							l.ack(fmt.Sprintf("%s-%d", prefix, k))
+						}
 						break
 					}
 					time.Sleep(20 * time.Millisecond)
@@ -147,28 +149,50 @@ func stopLoad(t *testing.T, ctx context.Context, stop chan struct{}, wg *sync.Wa
 }
 
 // NATS SIGKILLed mid-load and restarted on the same file store: senders get 503 meanwhile and retry;
-// every acknowledged event is stored exactly once.
+// every acknowledged event is stored exactly once. Single events to a server with NATS's default sync,
+// and batches of 20 as atomic batches to one that syncs every write, killed mid-batch.
 func TestNATSKilledMidLoad(t *testing.T) {
-	port := freePort(t)
-	store := t.TempDir()
-	ns := natsServer(t, port, store)
-	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	_, url := bridgeProcess(t, "BRIDGE_NATS_URL="+natsURL, "BRIDGE_PUBLISH_TIMEOUT=2s")
+	for _, tc := range []struct {
+		name       string
+		batch      int
+		syncAlways bool
+		env        []string
+	}{
+		{"single events", 1, false, nil},
+		{"atomic batches, sync always", 20, true, []string{"BRIDGE_ATOMIC_BATCHES=true"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freePort(t)
+			store := t.TempDir()
+			startNATS := func() *proc {
+				if tc.syncAlways {
+					return natsServerSyncAlways(t, port, store)
+				}
+				return natsServer(t, port, store)
+			}
+			ns := startNATS()
+			natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+			p, url := bridgeProcess(t, append([]string{"BRIDGE_NATS_URL=" + natsURL, "BRIDGE_PUBLISH_TIMEOUT=2s"}, tc.env...)...)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	l := newLedger()
-	stop := make(chan struct{})
-	wg := load(ctx, url, 8, stop, l)
-	time.Sleep(500 * time.Millisecond)
-	ns.stop(syscall.SIGKILL)
-	time.Sleep(time.Second)
-	natsServer(t, port, store)
-	recovered(t, l, 500)
-	finish(t, ctx, stop, wg)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			l := newLedger()
+			stop := make(chan struct{})
+			wg := load(ctx, url, 8, tc.batch, stop, l)
+			time.Sleep(500 * time.Millisecond)
+			ns.stop(syscall.SIGKILL)
+			time.Sleep(time.Second)
+			startNATS()
+			recovered(t, l, 500)
+			finish(t, ctx, stop, wg)
 
-	requireAllStoredOnce(t, l, storedIDs(t, natsURL))
-	assert.Positive(t, l.statuses["503"], "the outage was seen as 503")
+			requireAllStoredOnce(t, l, storedIDs(t, natsURL))
+			assert.Positive(t, l.statuses["503"], "the outage was seen as 503")
+			if tc.batch > 1 {
+				assert.Contains(t, p.out.String(), "publishing multi-event deliveries as atomic batches")
+			}
+		})
+	}
 }
 
 // The bridge SIGKILLed mid-load and restarted: requests cut off are retried, nothing acknowledged is lost,
@@ -185,7 +209,7 @@ func TestBridgeKilledMidLoad(t *testing.T) {
 	defer cancel()
 	l := newLedger()
 	stop := make(chan struct{})
-	wg := load(ctx, "http://"+listen, 8, stop, l)
+	wg := load(ctx, "http://"+listen, 8, 1, stop, l)
 	time.Sleep(500 * time.Millisecond)
 	first.stop(syscall.SIGKILL)
 	time.Sleep(500 * time.Millisecond)
@@ -213,6 +237,33 @@ func bridgeAt(t *testing.T, addr string, env ...string) *proc {
 	return p
 }
 
+// The bridge with its embedded server, as `go run ./cmd/bridge` runs it (sync always, atomic batches),
+// SIGKILLed mid-load and restarted on the same store: the server dies with it, mid-batch, and every
+// acknowledged event is there, once, when it comes back.
+func TestEmbeddedBridgeKilledMidBatches(t *testing.T) {
+	store := t.TempDir()
+	natsPort := freePort(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env := []string{fmt.Sprintf("BRIDGE_EMBEDDED_NATS_ADDR=127.0.0.1:%d", natsPort), "BRIDGE_EMBEDDED_NATS_DIR=" + store}
+	first := bridgeAt(t, listen, env...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	l := newLedger()
+	stop := make(chan struct{})
+	wg := load(ctx, "http://"+listen, 8, 20, stop, l)
+	time.Sleep(700 * time.Millisecond)
+	first.stop(syscall.SIGKILL)
+	time.Sleep(300 * time.Millisecond)
+	second := bridgeAt(t, listen, env...)
+	recovered(t, l, 500)
+	finish(t, ctx, stop, wg)
+
+	requireAllStoredOnce(t, l, storedIDs(t, fmt.Sprintf("nats://127.0.0.1:%d", natsPort)))
+	assert.Positive(t, l.statuses["transport error"], "the kill cut requests off")
+	assert.Contains(t, second.out.String(), "publishing multi-event deliveries as atomic batches")
+}
+
 // A three-node NATS cluster with an R3 stream: the stream leader is SIGKILLed mid-load. The bridge keeps
 // serving, and no acknowledged event is lost.
 func TestClusterNodeKilled(t *testing.T) {
@@ -229,7 +280,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	defer cancel()
 	l := newLedger()
 	stop := make(chan struct{})
-	wg := load(ctx, url, 8, stop, l)
+	wg := load(ctx, url, 8, 1, stop, l)
 	time.Sleep(700 * time.Millisecond)
 
 	str, err := js.Stream(ctx, "ACR_EVENTS")
@@ -342,7 +393,7 @@ func TestSlowNATS(t *testing.T) {
 	defer cancel()
 	l := newLedger()
 	stop := make(chan struct{})
-	wg := load(ctx, url, 64, stop, l)
+	wg := load(ctx, url, 64, 1, stop, l)
 	var peak int64
 	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		peak = max(peak, rss(t, p.cmd.Process.Pid))

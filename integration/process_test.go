@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -66,6 +67,17 @@ func (p *proc) stop(sig syscall.Signal) {
 func natsServer(t testing.TB, port int, dir string) *proc {
 	t.Helper()
 	p := start(t, nil, natsServerBin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir)
+	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", port))
+	return p
+}
+
+// natsServerSyncAlways starts a nats-server process like natsServer, syncing every write to disk before
+// its PubAck (jetstream { sync_interval: always }), as deployments/nats/nats.conf does.
+func natsServerSyncAlways(t testing.TB, port int, dir string) *proc {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	require.NoError(t, os.WriteFile(conf, fmt.Appendf(nil, "listen: \"127.0.0.1:%d\"\njetstream { store_dir: %q, sync_interval: always }\n", port, dir), 0o600))
+	p := start(t, nil, natsServerBin, "-c", conf)
 	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", port))
 	return p
 }

@@ -166,56 +166,9 @@ func (s *Server) prepare(rec *record, d *cloudevents.Delivery, pathRegistry stri
 	size := len(d.Events) + len(d.Invalid)
 	b := &batch{msgs: make([]*nats.Msg, 0, size), kinds: make([]string, 0, size)}
 	for _, ev := range d.Events {
-		switch ev.Type {
-		case cloudevents.TypeSubscriptionValidation:
-			s.metrics.countReceived(ev, ev.Type)
-			v, _, err := cloudevents.ValidationOf(ev)
-			if err != nil {
-				return nil, err
-			}
-			b.validation = &v
-			s.log.Info("Event Grid subscription validation", "event_id", ev.ID, "topic", ev.Source)
-			continue
-		case cloudevents.TypeSubscriptionDeleted:
-			s.metrics.countReceived(ev, ev.Type)
-			s.log.Warn("Event Grid subscription deleted", "event_id", ev.ID, "topic", ev.Source, "subject", ev.Subject)
-			continue
-		}
-		n := s.norm.Normalize(ev, pathRegistry, now)
-		if n.Kind == KindACR || n.Kind == KindPing {
-			s.metrics.countReceived(ev, n.Envelope.Type)
-		} else {
-			s.metrics.countReceived(ev, ev.Type)
-		}
-		if n.Kind == KindACR || n.Kind == KindPing {
-			rec.addID(n.Envelope.ID)
-		} else {
-			rec.addID(ev.ID)
-		}
-		if n.TimeFallback != "" && n.Kind != KindDeadLetter {
-			s.log.Warn("event time does not parse; using "+n.TimeFallback,
-				"event_id", n.Envelope.ID, "time", ev.Time, "used", n.Envelope.Time)
-		}
-		msg, err := s.message(ev, n, now)
-		kind := "acr"
-		var dl deadLetterError
-		switch {
-		case errors.As(err, &dl):
-			if b.dead < loggedDeadLetters {
-				s.log.Warn("event dead-lettered", "event_id", ev.ID, "type", ev.Type, "reason", shortReason(dl.reason))
-			}
-			msg, kind = s.deadLetter(ev, dl.reason), "deadletter"
-			b.dead++
-		case err != nil:
+		if err := s.prepareEvent(rec, b, ev, pathRegistry, now); err != nil {
 			return nil, err
-		case n.Kind == KindPassthrough:
-			kind = "passthrough"
-			b.passed++
-		case n.Kind == KindPing:
-			kind = "ping"
-			s.log.Info("ACR webhook ping", "registry", n.Envelope.Data.Registry, "action", n.Envelope.Data.Action, "event_id", n.Envelope.ID)
 		}
-		b.add(msg, kind)
 	}
 	for _, inv := range d.Invalid {
 		if b.dead < loggedDeadLetters {
@@ -225,6 +178,63 @@ func (s *Server) prepare(rec *record, d *cloudevents.Delivery, pathRegistry stri
 		b.dead++
 	}
 	return b, nil
+}
+
+// prepareEvent normalises one event and adds its message to b: the envelope, the event passed through,
+// or its dead letter. Handshake events add none. An error is the event's alone: one that can never be
+// published (passthrough off), or a bug.
+func (s *Server) prepareEvent(rec *record, b *batch, ev cloudevents.Event, pathRegistry string, now time.Time) error {
+	switch ev.Type {
+	case cloudevents.TypeSubscriptionValidation:
+		s.metrics.countReceived(ev, ev.Type)
+		v, _, err := cloudevents.ValidationOf(ev)
+		if err != nil {
+			return err
+		}
+		b.validation = &v
+		s.log.Info("Event Grid subscription validation", "event_id", ev.ID, "topic", ev.Source)
+		return nil
+	case cloudevents.TypeSubscriptionDeleted:
+		s.metrics.countReceived(ev, ev.Type)
+		s.log.Warn("Event Grid subscription deleted", "event_id", ev.ID, "topic", ev.Source, "subject", ev.Subject)
+		return nil
+	}
+	n := s.norm.Normalize(ev, pathRegistry, now)
+	if n.Kind == KindACR || n.Kind == KindPing {
+		s.metrics.countReceived(ev, n.Envelope.Type)
+	} else {
+		s.metrics.countReceived(ev, ev.Type)
+	}
+	if n.Kind == KindACR || n.Kind == KindPing {
+		rec.addID(n.Envelope.ID)
+	} else {
+		rec.addID(ev.ID)
+	}
+	if n.TimeFallback != "" && n.Kind != KindDeadLetter {
+		s.log.Warn("event time does not parse; using "+n.TimeFallback,
+			"event_id", n.Envelope.ID, "time", ev.Time, "used", n.Envelope.Time)
+	}
+	msg, err := s.message(ev, n, now)
+	kind := "acr"
+	var dl deadLetterError
+	switch {
+	case errors.As(err, &dl):
+		if b.dead < loggedDeadLetters {
+			s.log.Warn("event dead-lettered", "event_id", ev.ID, "type", ev.Type, "reason", shortReason(dl.reason))
+		}
+		msg, kind = s.deadLetter(ev, dl.reason), "deadletter"
+		b.dead++
+	case err != nil:
+		return err
+	case n.Kind == KindPassthrough:
+		kind = "passthrough"
+		b.passed++
+	case n.Kind == KindPing:
+		kind = "ping"
+		s.log.Info("ACR webhook ping", "registry", n.Envelope.Data.Registry, "action", n.Envelope.Data.Action, "event_id", n.Envelope.ID)
+	}
+	b.add(msg, kind)
+	return nil
 }
 
 // loggedDeadLetters is how many dead letters of one request get a log line each; the request's own line
@@ -308,21 +318,7 @@ func (s *Server) publishAndAnswer(w http.ResponseWriter, r *http.Request, b *bat
 			s.error(w, r, err)
 			return
 		}
-		for i, kind := range b.kinds {
-			// Core NATS gives no acks: every message counts as new.
-			if i < len(acks) && acks[i].Duplicate {
-				rec.duplicates++
-				s.metrics.duplicates.Inc()
-				continue
-			}
-			s.metrics.publishedAs[kind].Inc()
-			switch kind {
-			case "deadletter":
-				s.metrics.deadLettered.Inc()
-			case "passthrough":
-				s.metrics.passedThrough.Inc()
-			}
-		}
+		rec.duplicates = s.countPublished(b.kinds, acks)
 		if len(acks) > 0 {
 			rec.stream, rec.seq = acks[0].Stream, acks[0].Sequence
 		}
@@ -337,6 +333,26 @@ func (s *Server) publishAndAnswer(w http.ResponseWriter, r *http.Request, b *bat
 	summary = strconv.AppendInt(append(summary, `,"duplicates":`...), int64(rec.duplicates), 10)
 	summary = strconv.AppendInt(append(summary, `,"deadLettered":`...), int64(b.dead), 10)
 	writeBody(w, http.StatusOK, "application/json", append(summary, '}'))
+}
+
+// countPublished counts the messages of kinds as JetStream acknowledged them in acks, and returns how
+// many were duplicates. Core NATS gives no acks: every message counts as new.
+func (s *Server) countPublished(kinds []string, acks []Ack) (duplicates int) {
+	for i, kind := range kinds {
+		if i < len(acks) && acks[i].Duplicate {
+			duplicates++
+			s.metrics.duplicates.Inc()
+			continue
+		}
+		s.metrics.publishedAs[kind].Inc()
+		switch kind {
+		case "deadletter":
+			s.metrics.deadLettered.Inc()
+		case "passthrough":
+			s.metrics.passedThrough.Inc()
+		}
+	}
+	return duplicates
 }
 
 // handleValidationOptions answers the CloudEvents webhook abuse-protection handshake, which Event Grid

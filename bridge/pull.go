@@ -137,6 +137,9 @@ func (s *Server) publishEach(ctx context.Context, msgs []*nats.Msg, owner []int,
 	return acks, nil
 }
 
+// CanStore reports whether NATS can store events now: connected, and the stream answers.
+func (s *Server) CanStore(ctx context.Context) error { return s.pub.Ready(ctx) }
+
 // outcomeOf maps an error to the outcome a push would have had: 503 is Retry, 400 and 413 are Refused.
 // Anything else (a bug) is retried rather than lost.
 func outcomeOf(err error) Outcome {

@@ -1,0 +1,261 @@
+package namespace_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/bridge"
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+	"github.com/natsbridge/acr-nats-bridge/namespace"
+	"github.com/natsbridge/acr-nats-bridge/namespace/namespacetest"
+)
+
+const acrTopic = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/myregistry"
+
+// cePush is an ImagePushed CloudEvent, as the registry's system topic routes it to a namespace topic.
+func cePush(id string) []byte {
+	return fmt.Appendf(nil, `{"specversion":"1.0","id":%q,"source":%q,"subject":"web:v1","type":"Microsoft.ContainerRegistry.ImagePushed",`+
+		`"time":"2024-05-01T10:00:00.1234567Z","datacontenttype":"application/json",`+
+		`"data":{"id":"d-%s","timestamp":"2024-05-01T10:00:00.123Z","action":"push","target":{"repository":"web","tag":"v1","digest":"sha256:abc"}}}`,
+		id, acrTopic, id)
+}
+
+// syncBuffer is a log sink tests read while the puller writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// rig is a puller between a stand-in namespace and a real nats-server, through the bridge's delivery path.
+type rig struct {
+	t      *testing.T
+	ns     *namespacetest.Namespace
+	nats   *server.Server
+	natsOp *server.Options
+	js     jetstream.JetStream
+	puller *namespace.Puller
+	reg    *prometheus.Registry
+	logs   *syncBuffer
+	stop   func()
+}
+
+type rigOptions struct {
+	namespace    namespacetest.Options
+	key          string // "" uses the namespace's
+	passthrough  bool
+	subscription string
+}
+
+func newRig(t *testing.T, ro rigOptions) *rig {
+	t.Helper()
+	if ro.namespace.MaxWaitScale == 0 {
+		ro.namespace.MaxWaitScale = 50 // an empty receive waits 0.2 s, not 10 s
+	}
+	r := &rig{t: t, ns: namespacetest.New(t, ro.namespace), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	r.natsOp = &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
+	r.startNATS()
+	nc, err := nats.Connect(r.nats.ClientURL(), nats.ReconnectBufSize(-1), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	r.js, err = jetstream.New(nc)
+	require.NoError(t, err)
+	log := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	pub, err := bridge.NewJetStream(nc, bridge.StreamConfig{Name: "ACR_EVENTS", Subjects: []string{"acr.>", "eventgrid.>"}, Create: true,
+		Duplicates: 10 * time.Minute, Replicas: 1, Storage: jetstream.FileStorage, AtomicBatches: bridge.BatchesAlways}, 2*time.Second, 1000, nil, log)
+	require.NoError(t, err)
+	t.Cleanup(pub.Close)
+	require.NoError(t, pub.EnsureStream(context.Background()))
+	srv := bridge.NewServer(bridge.Options{
+		Subjects: bridge.Subjects{Prefix: "acr", Passthrough: "eventgrid"}, Mode: bridge.ModeStructured,
+		AllowedOrigins: cloudevents.Origins{"eventgrid.azure.net"}, Passthrough: ro.passthrough,
+		MaxBodyBytes: 4 << 20, MaxEvents: 5000, MaxInflight: 64, RetryAfter: 5 * time.Second,
+	}, pub, log)
+	key := ro.key
+	if key == "" {
+		key = r.ns.Key
+	}
+	sub := ro.subscription
+	if sub == "" {
+		sub = "bridge"
+	}
+	r.puller, err = namespace.New(namespace.Options{
+		Endpoint: r.ns.URL, Topic: "acr-events", Subscription: sub, Key: key,
+		Receivers: 2, MaxEvents: 100, MaxWait: 10 * time.Second, ReleaseDelay: 0,
+		ClientOptions: azcore.ClientOptions{Transport: r.ns.Client, Retry: policy.RetryOptions{MaxRetries: -1}},
+	}, srv, r.reg, log)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.puller.Run(ctx); close(done) }()
+	r.stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the puller did not stop")
+		}
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *rig) startNATS() {
+	ns, err := server.NewServer(r.natsOp)
+	require.NoError(r.t, err)
+	go ns.Start()
+	require.True(r.t, ns.ReadyForConnections(10*time.Second))
+	r.t.Cleanup(ns.Shutdown)
+	r.nats = ns
+	r.natsOp.Port = ns.Addr().(*net.TCPAddr).Port
+}
+
+// stored returns the Nats-Msg-Id of every message in the stream, counted.
+func (r *rig) stored() map[string]int {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	str, err := r.js.Stream(ctx, "ACR_EVENTS")
+	require.NoError(r.t, err)
+	info, err := str.Info(ctx)
+	require.NoError(r.t, err)
+	ids := map[string]int{}
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := str.GetMsg(ctx, seq)
+		require.NoError(r.t, err)
+		ids[m.Header.Get("Nats-Msg-Id")]++
+	}
+	return ids
+}
+
+func ids(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", prefix, i)
+	}
+	return out
+}
+
+func (r *rig) publish(idList ...string) {
+	for _, id := range idList {
+		r.ns.Publish(cePush(id))
+	}
+}
+
+// Every event is stored once and acknowledged once, each acknowledgement after its event is in the stream.
+func TestPullStoresAndAcknowledges(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	want := ids("e", 250)
+	r.publish(want...)
+	require.Eventually(t, func() bool { return len(r.ns.Acknowledged()) == len(want) }, 20*time.Second, 20*time.Millisecond)
+	stored := r.stored()
+	assert.Len(t, stored, len(want))
+	for _, id := range want {
+		assert.Equal(t, 1, stored[id], id)
+	}
+	assert.ElementsMatch(t, want, r.ns.Acknowledged(), "each acknowledged once")
+	assert.Zero(t, r.ns.Outstanding())
+	assert.Empty(t, r.ns.DeadLettered())
+	assert.NoError(t, r.puller.Ready(context.Background()))
+	assert.Contains(t, r.logs.String(), `"msg":"pulled"`)
+}
+
+// The same event redelivered under a new lock token (its acknowledgement lost) is stored once and
+// acknowledged again.
+func TestPullRedeliveryStoredOnce(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.publish("dup")
+	require.Eventually(t, func() bool { return len(r.ns.Acknowledged()) == 1 }, 10*time.Second, 20*time.Millisecond)
+	r.publish("dup")
+	require.Eventually(t, func() bool { return len(r.ns.Acknowledged()) == 2 }, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, map[string]int{"dup": 1}, r.stored())
+	assert.Contains(t, r.logs.String(), `"duplicates":1`)
+}
+
+// NATS stopped mid-pull: nothing is acknowledged while it is down, every event is released (never
+// rejected), and once NATS is back each is stored once and acknowledged.
+func TestPullNATSDown(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.publish(ids("before", 20)...)
+	require.Eventually(t, func() bool { return len(r.ns.Acknowledged()) == 20 }, 10*time.Second, 20*time.Millisecond)
+
+	r.nats.Shutdown()
+	r.nats.WaitForShutdown()
+	r.publish(ids("during", 30)...)
+	require.Eventually(t, func() bool { return r.ns.Requests("release") > 0 }, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	assert.Len(t, r.ns.Acknowledged(), 20, "nothing acknowledged while NATS is down")
+	assert.Zero(t, r.ns.Requests("reject"))
+	// Receiving stops until NATS can store: each receive would raise the delivery counts towards the
+	// namespace's dead-lettering.
+	require.Eventually(t, func() bool { return strings.Contains(r.logs.String(), "not receiving from the Event Grid namespace while NATS cannot store") },
+		5*time.Second, 20*time.Millisecond)
+	receives := r.ns.Requests("receive")
+	time.Sleep(time.Second)
+	assert.LessOrEqual(t, r.ns.Requests("receive"), receives+2, "no receiving while NATS is down")
+
+	r.startNATS()
+	require.Eventually(t, func() bool { return len(r.ns.Acknowledged()) == 50 }, 20*time.Second, 50*time.Millisecond, "%d acknowledged; log:\n%s", len(r.ns.Acknowledged()), r.logs.String())
+	stored := r.stored()
+	assert.Len(t, stored, 50)
+	for id, n := range stored {
+		assert.Equal(t, 1, n, id)
+	}
+	assert.Empty(t, r.ns.DeadLettered())
+}
+
+// With passthrough off, an event that is not an ACR event is rejected, and the namespace dead-letters it;
+// the ACR events beside it are stored.
+func TestPullPassthroughOffRejects(t *testing.T) {
+	r := newRig(t, rigOptions{passthrough: false})
+	r.ns.Publish([]byte(`{"specversion":"1.0","id":"blob-1","source":"/s","type":"Microsoft.Storage.BlobCreated","data":{}}`))
+	r.publish("acr-1")
+	require.Eventually(t, func() bool { return len(r.ns.DeadLettered()) == 1 && len(r.ns.Acknowledged()) == 1 }, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, "Rejected", r.ns.DeadLettered()[0].Reason)
+	assert.Contains(t, string(r.ns.DeadLettered()[0].Event), `"blob-1"`)
+	assert.Equal(t, map[string]int{"acr-1": 1}, r.stored())
+}
+
+// A wrong key: /readyz says why, the log says it once, and the receivers back off rather than spin.
+func TestPullWrongKey(t *testing.T) {
+	r := newRig(t, rigOptions{key: "not-the-key"})
+	require.Eventually(t, func() bool { return r.puller.Ready(context.Background()) != nil }, 10*time.Second, 20*time.Millisecond)
+	assert.ErrorContains(t, r.puller.Ready(context.Background()), "refuses the bridge (401 Unauthorized)")
+	time.Sleep(2 * time.Second)
+	assert.LessOrEqual(t, r.ns.Requests("unauthorized"), 8, "two receivers backing off from 1 s")
+	assert.Equal(t, 1, strings.Count(r.logs.String(), "Event Grid namespace receive failing"), "logged when it changed, once")
+	assert.NotContains(t, r.logs.String(), "not-the-key", "the key never reaches the log")
+}
+
+// A subscription that does not exist is a clear not-ready reason.
+func TestPullMissingSubscription(t *testing.T) {
+	r := newRig(t, rigOptions{subscription: "nobody"})
+	require.Eventually(t, func() bool { return r.puller.Ready(context.Background()) != nil }, 10*time.Second, 20*time.Millisecond)
+	assert.ErrorContains(t, r.puller.Ready(context.Background()), "topic or subscription not found")
+}

@@ -214,7 +214,9 @@ func TestPullNATSDown(t *testing.T) {
 	assert.Zero(t, r.ns.Requests("reject"))
 	// Receiving stops until NATS can store: each receive would raise the delivery counts towards the
 	// namespace's dead-lettering.
-	require.Eventually(t, func() bool { return strings.Contains(r.logs.String(), "not receiving from the Event Grid namespace while NATS cannot store") },
+	require.Eventually(t, func() bool {
+		return strings.Contains(r.logs.String(), "not receiving from the Event Grid namespace while NATS cannot store")
+	},
 		5*time.Second, 20*time.Millisecond)
 	receives := r.ns.Requests("receive")
 	time.Sleep(time.Second)

@@ -64,6 +64,13 @@ type Server struct {
 	tokens        [][sha256.Size]byte
 	metrics       *Metrics
 	mux           *http.ServeMux
+	// readyChecks are what /readyz asks besides the publisher; set before serving.
+	readyChecks []func(context.Context) error
+}
+
+// AddReadyCheck makes /readyz answer 503 with check's error while it has one. Call it before serving.
+func (s *Server) AddReadyCheck(check func(context.Context) error) {
+	s.readyChecks = append(s.readyChecks, check)
 }
 
 // NewServer returns the HTTP handler of the bridge, publishing with pub (a *JetStream or *Core).
@@ -386,7 +393,14 @@ func (s *Server) handleReadyz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := s.pub.Ready(ctx); err != nil {
+		err := s.pub.Ready(ctx)
+		for _, check := range s.readyChecks {
+			if err != nil {
+				break
+			}
+			err = check(ctx)
+		}
+		if err != nil {
 			w.Header().Set("Retry-After", s.retryAfter())
 			writeBody(w, http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("not ready: "+err.Error()+"\n"))
 			return

@@ -56,6 +56,15 @@ type Config struct {
 	StreamStorage         string        `envconfig:"STREAM_STORAGE" default:"file" desc:"storage of a created stream: file or memory"`
 	AtomicBatches         string        `envconfig:"ATOMIC_BATCHES" default:"auto" desc:"publish multi-event deliveries as JetStream atomic batches (NATS 2.12+, a stream with allow_atomic): true, false, or auto: batches where they pay, which is the embedded server syncing always and streams with replicas; set true for a single server of your own that syncs always"`
 
+	NamespaceEndpoint     string        `envconfig:"NAMESPACE_ENDPOINT" desc:"https URL of an Event Grid namespace to pull events from (https://{namespace}.{region}-1.eventgrid.azure.net); set with its topic and subscription"`
+	NamespaceTopic        string        `envconfig:"NAMESPACE_TOPIC" desc:"namespace topic to pull from"`
+	NamespaceSubscription string        `envconfig:"NAMESPACE_SUBSCRIPTION" desc:"queue event subscription of the namespace topic to pull from"`
+	NamespaceKey          string        `envconfig:"NAMESPACE_KEY" desc:"shared access key of the namespace; empty authenticates with Microsoft Entra ID (workload identity, managed identity, environment, Azure CLI)"`
+	NamespaceReceivers    int           `envconfig:"NAMESPACE_RECEIVERS" default:"2" desc:"receive calls to the namespace under way at once"`
+	NamespaceMaxEvents    int           `envconfig:"NAMESPACE_MAX_EVENTS" default:"100" desc:"most events one receive call takes (1-100)"`
+	NamespaceMaxWait      time.Duration `envconfig:"NAMESPACE_MAX_WAIT" default:"60s" desc:"longest a receive call waits for events when there are none (10s-120s)"`
+	NamespaceReleaseDelay time.Duration `envconfig:"NAMESPACE_RELEASE_DELAY" default:"10s" desc:"delay before an event released because NATS could not store it is delivered again: 0s, 10s, 60s, 10m or 1h"`
+
 	MaxBodyBytes     int64         `envconfig:"MAX_BODY_BYTES" default:"4194304" desc:"largest request body accepted; larger is 413"`
 	MaxEvents        int           `envconfig:"MAX_EVENTS" default:"5000" desc:"most events in one request (Event Grid sends at most 5000); more is 413"`
 	MaxInflight      int           `envconfig:"MAX_INFLIGHT" default:"256" desc:"most deliveries handled at once; more are answered 503 with Retry-After"`
@@ -194,6 +203,7 @@ func (c Config) Validate() error {
 		bad("MAX_JSON_DEPTH", "must be 4 to 10000, got %d (an ACR event is 3 levels deep)", c.MaxJSONDepth)
 	}
 	c.validateAuth(bad)
+	c.validateNamespace(bad)
 	if (c.NATSUser == "") != (c.NATSPassword == "") {
 		bad("NATS_USER", "BRIDGE_NATS_USER and BRIDGE_NATS_PASSWORD go together")
 	}
@@ -205,6 +215,41 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// validateNamespace checks the pull settings: all three names or none, and limits as the namespace API has them.
+func (c Config) validateNamespace(bad func(name, format string, args ...any)) {
+	set := 0
+	for _, v := range []string{c.NamespaceEndpoint, c.NamespaceTopic, c.NamespaceSubscription} {
+		if v != "" {
+			set++
+		}
+	}
+	if set != 0 && set != 3 {
+		bad("NAMESPACE_ENDPOINT", "BRIDGE_NAMESPACE_ENDPOINT, BRIDGE_NAMESPACE_TOPIC and BRIDGE_NAMESPACE_SUBSCRIPTION go together (%d of 3 set)", set)
+	}
+	if c.NamespaceEndpoint != "" {
+		if u, err := url.Parse(c.NamespaceEndpoint); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad("NAMESPACE_ENDPOINT", "%q is not an https URL", c.NamespaceEndpoint)
+		}
+	}
+	if c.NamespaceReceivers < 1 || c.NamespaceReceivers > 64 {
+		bad("NAMESPACE_RECEIVERS", "must be 1 to 64, got %d", c.NamespaceReceivers)
+	}
+	if c.NamespaceMaxEvents < 1 || c.NamespaceMaxEvents > 100 {
+		bad("NAMESPACE_MAX_EVENTS", "must be 1 to 100, got %d", c.NamespaceMaxEvents)
+	}
+	if c.NamespaceMaxWait < 10*time.Second || c.NamespaceMaxWait > 120*time.Second || c.NamespaceMaxWait%time.Second != 0 {
+		bad("NAMESPACE_MAX_WAIT", "must be whole seconds from 10s to 120s, got %s", c.NamespaceMaxWait)
+	}
+	switch c.NamespaceReleaseDelay {
+	case 0, 10 * time.Second, time.Minute, 10 * time.Minute, time.Hour:
+	default:
+		bad("NAMESPACE_RELEASE_DELAY", "%s is not one of 0s, 10s, 60s, 10m, 1h", c.NamespaceReleaseDelay)
+	}
+}
+
+// NamespaceEnabled reports whether events are pulled from an Event Grid namespace.
+func (c Config) NamespaceEnabled() bool { return c.NamespaceEndpoint != "" }
 
 // minTokenLen keeps shared secrets out of reach of guessing: 16 random characters or more.
 const minTokenLen = 16

@@ -64,6 +64,12 @@ func TestLoadNamesTheVariable(t *testing.T) {
 		{"BRIDGE_EMBEDDED_NATS_SYNC", "never", `BRIDGE_EMBEDDED_NATS_SYNC: "never" is neither always nor a positive duration`},
 		{"BRIDGE_EMBEDDED_NATS_SYNC", "0s", "BRIDGE_EMBEDDED_NATS_SYNC"},
 		{"BRIDGE_EMBEDDED_NATS_SYNC", "Always", "BRIDGE_EMBEDDED_NATS_SYNC"},
+		{"BRIDGE_NAMESPACE_ENDPOINT", "https://ns.westus-1.eventgrid.azure.net", "BRIDGE_NAMESPACE_TOPIC and BRIDGE_NAMESPACE_SUBSCRIPTION go together (1 of 3 set)"},
+		{"BRIDGE_NAMESPACE_TOPIC", "acr-events", "go together (1 of 3 set)"},
+		{"BRIDGE_NAMESPACE_MAX_EVENTS", "101", "BRIDGE_NAMESPACE_MAX_EVENTS: must be 1 to 100"},
+		{"BRIDGE_NAMESPACE_MAX_WAIT", "5s", "BRIDGE_NAMESPACE_MAX_WAIT: must be whole seconds from 10s to 120s"},
+		{"BRIDGE_NAMESPACE_RELEASE_DELAY", "30s", "BRIDGE_NAMESPACE_RELEASE_DELAY: 30s is not one of"},
+		{"BRIDGE_NAMESPACE_RECEIVERS", "0", "BRIDGE_NAMESPACE_RECEIVERS"},
 		{"BRIDGE_ATOMIC_BATCHES", "sometimes", `BRIDGE_ATOMIC_BATCHES: "sometimes" is not one of auto, true, false`},
 		{"BRIDGE_LOG_LEVEL", "loud", "BRIDGE_LOG_LEVEL"},
 		{"BRIDGE_LOG_FORMAT", "xml", "BRIDGE_LOG_FORMAT"},
@@ -125,6 +131,29 @@ func TestAtomicBatchPolicy(t *testing.T) {
 			assert.Equal(t, tc.want, c.AtomicBatchPolicy())
 		})
 	}
+}
+
+func TestNamespaceSettings(t *testing.T) {
+	c, err := config.Load()
+	require.NoError(t, err)
+	assert.False(t, c.NamespaceEnabled(), "no pulling by default")
+	assert.Equal(t, 2, c.NamespaceReceivers)
+	assert.Equal(t, 100, c.NamespaceMaxEvents)
+	assert.Equal(t, 60*time.Second, c.NamespaceMaxWait)
+	assert.Equal(t, 10*time.Second, c.NamespaceReleaseDelay)
+
+	t.Setenv("BRIDGE_NAMESPACE_ENDPOINT", "http://ns.westus-1.eventgrid.azure.net")
+	t.Setenv("BRIDGE_NAMESPACE_TOPIC", "acr-events")
+	t.Setenv("BRIDGE_NAMESPACE_SUBSCRIPTION", "bridge")
+	_, err = config.Load()
+	require.ErrorContains(t, err, "BRIDGE_NAMESPACE_ENDPOINT: \"http://ns.westus-1.eventgrid.azure.net\" is not an https URL")
+
+	t.Setenv("BRIDGE_NAMESPACE_ENDPOINT", "https://ns.westus-1.eventgrid.azure.net")
+	t.Setenv("BRIDGE_NAMESPACE_RELEASE_DELAY", "1h")
+	c, err = config.Load()
+	require.NoError(t, err)
+	assert.True(t, c.NamespaceEnabled())
+	assert.Equal(t, time.Hour, c.NamespaceReleaseDelay)
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {

@@ -161,6 +161,20 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		cancel()
 		handler = bridge.NewServer(opts, js, log)
 	}
+	stopPulling := func() {}
+	if cfg.NamespaceEnabled() {
+		puller, err := newPuller(cfg, handler, reg, log)
+		if err != nil {
+			return err
+		}
+		handler.AddReadyCheck(puller.Ready)
+		pullCtx, cancel := context.WithCancel(ctx)
+		pulled := make(chan struct{})
+		go func() { puller.Run(pullCtx); close(pulled) }()
+		// Receiving stops first; what was received is settled before NATS is drained.
+		stopPulling = func() { cancel(); <-pulled }
+		defer stopPulling()
+	}
 
 	srv := &http.Server{
 		Handler:           handler,
@@ -187,6 +201,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	stopPulling()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

@@ -65,13 +65,14 @@ type Namespace struct {
 	opts   Options
 	server *httptest.Server
 
-	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced when an event becomes available
-	entries  []*entry
-	dead     []DeadLetter
-	acked    []string // event ids, in acknowledgement order
-	requests map[string]int
-	status   int // answers every request with this status while set
+	mu          sync.Mutex
+	changed     chan struct{} // closed and replaced when an event becomes available
+	entries     []*entry
+	dead        []DeadLetter
+	acked       []string // event ids, in acknowledgement order
+	redelivered int
+	requests    map[string]int
+	status      int // answers every request with this status while set
 }
 
 type entry struct {
@@ -151,6 +152,13 @@ func (n *Namespace) Outstanding() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return len(n.entries)
+}
+
+// Redelivered counts the deliveries of events delivered before: after a lock expired or a release.
+func (n *Namespace) Redelivered() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.redelivered
 }
 
 // Requests counts the requests by operation: receive, acknowledge, release, reject, renewLock,
@@ -335,6 +343,9 @@ func (n *Namespace) lockAvailable(max int) []receiveDetail {
 				continue
 			}
 			e.deliveryCount++
+			if e.deliveryCount > 1 {
+				n.redelivered++
+			}
 			e.lockToken = randomToken(24)
 			e.lockedUntil = now.Add(n.opts.LockDuration)
 			var d receiveDetail

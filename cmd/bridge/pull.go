@@ -1,0 +1,42 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natsbridge/acr-nats-bridge/config"
+	"github.com/natsbridge/acr-nats-bridge/namespace"
+)
+
+// newPuller builds the puller of BRIDGE_NAMESPACE_*: the shared access key when one is set, else
+// Microsoft Entra ID through the Azure SDK's default credential chain (workload identity, managed
+// identity, environment, Azure CLI). The SDK's client trusts the system roots, or SSL_CERT_FILE.
+func newPuller(cfg config.Config, d namespace.Deliverer, reg prometheus.Registerer, log *slog.Logger) (*namespace.Puller, error) {
+	opts := namespace.Options{
+		Endpoint:     cfg.NamespaceEndpoint,
+		Topic:        cfg.NamespaceTopic,
+		Subscription: cfg.NamespaceSubscription,
+		Key:          cfg.NamespaceKey,
+		Receivers:    cfg.NamespaceReceivers,
+		MaxEvents:    cfg.NamespaceMaxEvents,
+		MaxWait:      cfg.NamespaceMaxWait,
+		ReleaseDelay: cfg.NamespaceReleaseDelay,
+		// A batch's delivery waits up to the publish timeout; its settlement gets as long again.
+		SettleTimeout: 2 * cfg.PublishTimeout,
+	}
+	if opts.Key == "" {
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("BRIDGE_NAMESPACE_KEY is empty and no Microsoft Entra ID credential is available: %w", err)
+		}
+		opts.Credential = cred
+	}
+	p, err := namespace.New(opts, d, reg, log.With("component", "namespace"))
+	if err != nil {
+		return nil, fmt.Errorf("BRIDGE_NAMESPACE_*: %w", err)
+	}
+	return p, nil
+}

@@ -1,0 +1,100 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/namespace/namespacetest"
+)
+
+// ceEvent is an ImagePushed CloudEvent as a registry's system topic routes it to a namespace topic.
+func ceEvent(id string) []byte {
+	return fmt.Appendf(nil, `{"specversion":"1.0","id":%q,"source":"/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/myregistry",`+
+		`"subject":"web:v1","type":"Microsoft.ContainerRegistry.ImagePushed","time":"2024-05-01T10:00:00.1234567Z","datacontenttype":"application/json",`+
+		`"data":{"id":"d-%s","timestamp":"2024-05-01T10:00:00.123Z","action":"push","target":{"repository":"web","tag":"v1","digest":"sha256:abc"}}}`, id, id)
+}
+
+// pullingBridge starts the built bridge pulling from ns, storing in the nats-server at natsURL, trusting
+// the stand-in's certificate through SSL_CERT_FILE as it would a private CA.
+func pullingBridge(t *testing.T, ns *namespacetest.Namespace, natsURL, listen, key string) *proc {
+	t.Helper()
+	return start(t, []string{"BRIDGE_LISTEN_ADDR=" + listen, "BRIDGE_NATS_URL=" + natsURL, "SSL_CERT_FILE=" + ns.CertFile,
+		"BRIDGE_NAMESPACE_ENDPOINT=" + ns.URL, "BRIDGE_NAMESPACE_TOPIC=acr-events", "BRIDGE_NAMESPACE_SUBSCRIPTION=bridge",
+		"BRIDGE_NAMESPACE_KEY=" + key, "BRIDGE_NAMESPACE_MAX_WAIT=10s"}, bridgeBin)
+}
+
+func readyz(listen string) (int, string) {
+	resp, err := http.Get("http://" + listen + "/readyz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// The built bridge pulls from a stand-in namespace: every event stored once and acknowledged once;
+// SIGKILLed mid-pull, its locks expire, the events come again, and each is still stored once.
+func TestPullBinary(t *testing.T) {
+	ns := namespacetest.New(t, namespacetest.Options{LockDuration: 2 * time.Second, MaxWaitScale: 50})
+	port := freePort(t)
+	natsServerSyncAlways(t, port, t.TempDir())
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	first := pullingBridge(t, ns, natsURL, listen, ns.Key)
+
+	const n = 3000
+	for i := range n / 2 {
+		ns.Publish(ceEvent(fmt.Sprintf("first-%d", i)))
+	}
+	require.Eventually(t, func() bool { return len(ns.Acknowledged()) == n/2 }, 30*time.Second, 20*time.Millisecond, "%s", first.out)
+	code, body := readyz(listen)
+	assert.Equal(t, 200, code, body)
+
+	// Killed with events under way: what it had received and not acknowledged comes again once its
+	// locks expire, to the bridge started after it.
+	for i := range n / 2 {
+		ns.Publish(ceEvent(fmt.Sprintf("second-%d", i)))
+	}
+	require.Eventually(t, func() bool { return len(ns.Acknowledged()) > n/2 }, 10*time.Second, time.Millisecond)
+	first.stop(syscall.SIGKILL)
+	pullingBridge(t, ns, natsURL, listen, ns.Key)
+	require.Eventually(t, func() bool { return ns.Outstanding() == 0 }, 60*time.Second, 50*time.Millisecond)
+
+	stored := storedIDs(t, natsURL)
+	assert.Len(t, stored, n)
+	for id, c := range stored {
+		assert.Equal(t, 1, c, "%s stored once", id)
+	}
+	acked := map[string]int{}
+	for _, id := range ns.Acknowledged() {
+		acked[id]++
+	}
+	assert.Len(t, acked, n, "every event acknowledged")
+	assert.Empty(t, ns.DeadLettered())
+	assert.Positive(t, ns.Redelivered(), "the kill left locks to expire, and their events came again")
+	t.Logf("%d events stored once; %d redelivered after the kill, %d acknowledgements", len(stored), ns.Redelivered(), len(ns.Acknowledged()))
+}
+
+// A wrong key: the bridge starts, serves, and says in /readyz why it is not ready; it never crashes.
+func TestPullBinaryWrongKey(t *testing.T) {
+	ns := namespacetest.New(t, namespacetest.Options{MaxWaitScale: 50})
+	port := freePort(t)
+	natsServer(t, port, t.TempDir())
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := pullingBridge(t, ns, fmt.Sprintf("nats://127.0.0.1:%d", port), listen, "a-key-that-is-wrong")
+	require.Eventually(t, func() bool {
+		code, body := readyz(listen)
+		return code == 503 && strings.Contains(body, "refuses the bridge (401 Unauthorized)")
+	}, 20*time.Second, 50*time.Millisecond, "%s", p.out)
+	assert.NotContains(t, p.out.String(), "a-key-that-is-wrong", "the key never reaches the log")
+	assert.Nil(t, p.cmd.ProcessState, "still running")
+}

@@ -242,9 +242,24 @@ func TestAzureFiles(t *testing.T) {
 	require.NoError(t, err, string(out))
 	sh, err := os.ReadFile(script)
 	require.NoError(t, err)
-	for _, want := range []string{`"$url/eventgrid"`, `"$url/webhooks/acr/$registry"`, "cloudeventschemav1_0", "--deadletter-identity-endpoint", "--headers"} {
+	for _, want := range []string{`"$url/eventgrid"`, `"$url/webhooks/acr/$registry"`, "cloudeventschemav1_0", "--deadletter-identity-endpoint", "--headers",
+		"namespace.bicep", "BRIDGE_NAMESPACE_ENDPOINT=", "BRIDGE_NAMESPACE_TOPIC=", "BRIDGE_NAMESPACE_SUBSCRIPTION=", "BRIDGE_NAMESPACE_KEY="} {
 		assert.Contains(t, string(sh), want, fmt.Sprintf("connect.sh: %s", want))
 	}
+
+	// The pull route: a namespace topic taking CloudEvents, a queue subscription, the registry's system
+	// topic delivering to it with its managed identity in the EventGrid Data Sender role.
+	ns, err := os.ReadFile(filepath.Join("..", "deployments", "azure", "namespace.bicep"))
+	require.NoError(t, err)
+	for _, want := range []string{
+		"Microsoft.EventGrid/namespaces@", "Microsoft.EventGrid/namespaces/topics@", "Microsoft.EventGrid/namespaces/topics/eventSubscriptions@",
+		"deliveryMode: 'Queue'", "inputSchema: 'CloudEventSchemaV1_0'", "endpointType: 'NamespaceTopic'", "deliveryWithResourceIdentity",
+		"identity: {type: 'SystemAssigned'}", "'d5a91429-5739-47e2-a06b-3470a27159e7'", "'78cbd9e7-9798-4e2e-9b5a-547d9ebb31fb'",
+		"topicsConfiguration.hostname",
+	} {
+		assert.Contains(t, string(ns), want, "namespace.bicep: %s", want)
+	}
+
 }
 
 // mebibytes reads a whole number of MiB written with the given unit: "256Mi" (Kubernetes) or "230MiB" (Go).

@@ -7,11 +7,15 @@
 #       --entra <tenant-id> api://acr-nats-bridge --dead-letter mystorage
 #   BRIDGE_TOKEN=... deployments/azure/connect.sh -g my-rg -r myregistry -u https://bridge.example.com \
 #       --header --webhook --dead-letter mystorage
+#
+# With no public endpoint: an Event Grid namespace the bridge pulls from (deployments/azure/namespace.bicep),
+# printing the BRIDGE_NAMESPACE_* settings:
+#   deployments/azure/connect.sh -g my-rg -r myregistry --namespace myregistry-events
 set -euo pipefail
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
-rg="" registry="" url="" mode="" tenant="" app="" webhook=false storage="" container="acr-events-deadletter"
+rg="" registry="" url="" mode="" tenant="" app="" webhook=false storage="" container="acr-events-deadletter" namespace=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -g) rg="$2"; shift 2 ;;
@@ -21,9 +25,23 @@ while [[ $# -gt 0 ]]; do
     --header) mode=header; shift ;;
     --webhook) webhook=true; shift ;;
     --dead-letter) storage="$2"; shift 2 ;;
+    --namespace) namespace="$2"; shift 2 ;;
     *) usage ;;
   esac
 done
+
+if [[ -n "$namespace" ]]; then
+  [[ -n "$rg" && -n "$registry" ]] || usage
+  az deployment group create -g "$rg" -n acr-nats-bridge-namespace -f "$(dirname "$0")/namespace.bicep" \
+    -p registryName="$registry" namespaceName="$namespace" -o none
+  out() { az deployment group show -g "$rg" -n acr-nats-bridge-namespace --query "properties.outputs.$1.value" -o tsv; }
+  echo "BRIDGE_NAMESPACE_ENDPOINT=$(out endpoint)"
+  echo "BRIDGE_NAMESPACE_TOPIC=$(out topic)"
+  echo "BRIDGE_NAMESPACE_SUBSCRIPTION=$(out subscription)"
+  echo "BRIDGE_NAMESPACE_KEY=$(az eventgrid namespace list-key -g "$rg" -n "$namespace" --query key1 -o tsv)"
+  exit 0
+fi
+
 [[ -n "$rg" && -n "$registry" && -n "$url" && -n "$mode" && -n "$storage" ]] || usage
 if [[ "$mode" == header || "$webhook" == true ]]; then
   : "${BRIDGE_TOKEN:?set BRIDGE_TOKEN to one of the BRIDGE_AUTH_TOKENS of the bridge}"

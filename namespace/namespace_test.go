@@ -55,7 +55,7 @@ func (s *syncBuffer) String() string {
 
 // rig is a puller between a stand-in namespace and a real nats-server, through the bridge's delivery path.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	ns     *namespacetest.Namespace
 	nats   *server.Server
 	natsOp *server.Options
@@ -67,19 +67,22 @@ type rig struct {
 }
 
 type rigOptions struct {
+	receivers    int  // 0 is 2
+	syncAlways   bool // the nats-server syncs every write
 	namespace    namespacetest.Options
 	key          string // "" uses the namespace's
 	passthrough  bool
 	subscription string
 }
 
-func newRig(t *testing.T, ro rigOptions) *rig {
+func newRig(t testing.TB, ro rigOptions) *rig {
 	t.Helper()
 	if ro.namespace.MaxWaitScale == 0 {
 		ro.namespace.MaxWaitScale = 50 // an empty receive waits 0.2 s, not 10 s
 	}
 	r := &rig{t: t, ns: namespacetest.New(t, ro.namespace), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
-	r.natsOp = &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
+	r.natsOp = &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		SyncAlways: ro.syncAlways}
 	r.startNATS()
 	nc, err := nats.Connect(r.nats.ClientURL(), nats.ReconnectBufSize(-1), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	require.NoError(t, err)
@@ -101,13 +104,17 @@ func newRig(t *testing.T, ro rigOptions) *rig {
 	if key == "" {
 		key = r.ns.Key
 	}
+	receivers := ro.receivers
+	if receivers == 0 {
+		receivers = 2
+	}
 	sub := ro.subscription
 	if sub == "" {
 		sub = "bridge"
 	}
 	r.puller, err = namespace.New(namespace.Options{
 		Endpoint: r.ns.URL, Topic: "acr-events", Subscription: sub, Key: key,
-		Receivers: 2, MaxEvents: 100, MaxWait: 10 * time.Second, ReleaseDelay: 0,
+		Receivers: receivers, MaxEvents: 100, MaxWait: 10 * time.Second, ReleaseDelay: 0,
 		ClientOptions: azcore.ClientOptions{Transport: r.ns.Client, Retry: policy.RetryOptions{MaxRetries: -1}},
 	}, srv, r.reg, log)
 	require.NoError(t, err)
@@ -168,9 +175,24 @@ func (r *rig) publish(idList ...string) {
 	}
 }
 
-// Every event is stored once and acknowledged once, each acknowledgement after its event is in the stream.
+// Every event is stored once and acknowledged once, each acknowledgement after its event is in the stream:
+// whenever the namespace is asked to acknowledge, the stream already holds at least as many events as
+// will then have been acknowledged.
 func TestPullStoresAndAcknowledges(t *testing.T) {
-	r := newRig(t, rigOptions{})
+	var r *rig
+	var ackedSoFar int
+	var early []string
+	ready := make(chan struct{})
+	opts := rigOptions{}
+	opts.namespace.BeforeAcknowledge = func(acking []string) {
+		<-ready
+		ackedSoFar += len(acking)
+		if stored := len(r.stored()); stored < ackedSoFar {
+			early = append(early, fmt.Sprintf("%d acknowledged with %d stored", ackedSoFar, stored))
+		}
+	}
+	r = newRig(t, opts)
+	close(ready)
 	want := ids("e", 250)
 	r.publish(want...)
 	require.Eventually(t, func() bool { return len(r.ns.Acknowledged()) == len(want) }, 20*time.Second, 20*time.Millisecond)
@@ -184,6 +206,8 @@ func TestPullStoresAndAcknowledges(t *testing.T) {
 	assert.Empty(t, r.ns.DeadLettered())
 	assert.NoError(t, r.puller.Ready(context.Background()))
 	assert.Contains(t, r.logs.String(), `"msg":"pulled"`)
+	assert.Empty(t, early, "an acknowledgement before its event was stored")
+	assert.Equal(t, 250, ackedSoFar)
 }
 
 // The same event redelivered under a new lock token (its acknowledgement lost) is stored once and

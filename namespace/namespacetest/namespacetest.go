@@ -43,6 +43,9 @@ type Options struct {
 	// MaxWaitScale divides every receive's maxWaitTime, so that tests need not wait the service's
 	// minimum of 10 s for an empty queue. 0 or 1 waits as the service does.
 	MaxWaitScale int
+	// BeforeAcknowledge, when set, is called with the ids of the events an acknowledge request is about
+	// to acknowledge, before it does: a test can check that the events are stored by then.
+	BeforeAcknowledge func(ids []string)
 }
 
 // DeadLetter is an event the subscription dead-lettered.
@@ -412,6 +415,15 @@ func (n *Namespace) settle(w http.ResponseWriter, r *http.Request, op string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	now := time.Now()
+	if op == "acknowledge" && n.opts.BeforeAcknowledge != nil {
+		var ids []string
+		for _, tok := range req.LockTokens {
+			if i := n.locked(tok, now); i >= 0 {
+				ids = append(ids, n.entries[i].id)
+			}
+		}
+		n.opts.BeforeAcknowledge(ids)
+	}
 	succeeded, failed := []string{}, []failedLockToken{}
 	for _, tok := range req.LockTokens {
 		i := n.locked(tok, now)

@@ -98,3 +98,32 @@ func TestPullBinaryWrongKey(t *testing.T) {
 	assert.NotContains(t, p.out.String(), "a-key-that-is-wrong", "the key never reaches the log")
 	assert.Nil(t, p.cmd.ProcessState, "still running")
 }
+
+// SIGTERM while pulling: the bridge stops receiving, settles what it received, then exits 0. Every event
+// it stored is acknowledged; none is left stored but locked, to come again after its lock expires.
+func TestPullBinarySIGTERM(t *testing.T) {
+	ns := namespacetest.New(t, namespacetest.Options{MaxWaitScale: 50})
+	port := freePort(t)
+	natsServerSyncAlways(t, port, t.TempDir())
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := pullingBridge(t, ns, natsURL, listen, ns.Key)
+	for i := range 5000 {
+		ns.Publish(ceEvent(fmt.Sprintf("term-%d", i)))
+	}
+	require.Eventually(t, func() bool { return len(ns.Acknowledged()) > 500 }, 20*time.Second, time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.cmd.Wait(), p.out.String())
+	assert.Contains(t, p.out.String(), "stopped pulling; every received event settled")
+
+	stored := storedIDs(t, natsURL)
+	acked := map[string]int{}
+	for _, id := range ns.Acknowledged() {
+		acked[id]++
+	}
+	assert.Equal(t, len(stored), len(acked), "every stored event acknowledged, every acknowledged one stored")
+	for id := range stored {
+		assert.Equal(t, 1, acked[id], "%s stored and acknowledged once", id)
+	}
+	t.Logf("stopped with %d of 5000 events stored and acknowledged", len(stored))
+}

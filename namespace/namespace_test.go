@@ -2,6 +2,7 @@ package namespace_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -66,7 +67,35 @@ type rig struct {
 	stop   func()
 }
 
+// gate holds each delivery until it is told to go, so a test can act while one is under way.
+type gate struct {
+	entered chan struct{} // a delivery arrived
+	open    chan struct{} // closed: deliveries go on
+}
+
+type gatedDeliverer struct {
+	namespace.Deliverer
+	g *gate
+}
+
+func (d gatedDeliverer) DeliverPulled(ctx context.Context, events []json.RawMessage) ([]bridge.Result, bridge.PullSummary) {
+	select {
+	case d.g.entered <- struct{}{}:
+	default:
+	}
+	<-d.g.open
+	return d.Deliverer.DeliverPulled(ctx, events)
+}
+
+func deliverer(srv *bridge.Server, g *gate) namespace.Deliverer {
+	if g == nil {
+		return srv
+	}
+	return gatedDeliverer{srv, g}
+}
+
 type rigOptions struct {
+	gate         *gate
 	receivers    int  // 0 is 2
 	syncAlways   bool // the nats-server syncs every write
 	namespace    namespacetest.Options
@@ -116,7 +145,7 @@ func newRig(t testing.TB, ro rigOptions) *rig {
 		Endpoint: r.ns.URL, Topic: "acr-events", Subscription: sub, Key: key,
 		Receivers: receivers, MaxEvents: 100, MaxWait: 10 * time.Second, ReleaseDelay: 0,
 		ClientOptions: azcore.ClientOptions{Transport: r.ns.Client, Retry: policy.RetryOptions{MaxRetries: -1}},
-	}, srv, r.reg, log)
+	}, deliverer(srv, ro.gate), r.reg, log)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -284,4 +313,26 @@ func TestPullMissingSubscription(t *testing.T) {
 	r := newRig(t, rigOptions{subscription: "nobody"})
 	require.Eventually(t, func() bool { return r.puller.Ready(context.Background()) != nil }, 10*time.Second, 20*time.Millisecond)
 	assert.ErrorContains(t, r.puller.Ready(context.Background()), "topic or subscription not found")
+}
+
+// A shutdown that begins while a received batch is being delivered lets it finish and settles it: every
+// event acknowledged, none left locked to come again.
+func TestPullShutdownSettles(t *testing.T) {
+	g := &gate{entered: make(chan struct{}, 1), open: make(chan struct{})}
+	r := newRig(t, rigOptions{receivers: 1, gate: g})
+	r.publish(ids("inflight", 10)...)
+	<-g.entered
+	stopped := make(chan struct{})
+	go func() { r.stop(); close(stopped) }()
+	time.Sleep(100 * time.Millisecond) // the shutdown has begun: the receive loop's context is cancelled
+	select {
+	case <-stopped:
+		t.Fatal("the puller stopped with a batch under way")
+	default:
+	}
+	close(g.open)
+	<-stopped
+	assert.Len(t, r.ns.Acknowledged(), 10, "the batch under way was settled")
+	assert.Zero(t, r.ns.Outstanding())
+	assert.Len(t, r.stored(), 10)
 }

@@ -1,9 +1,13 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/natsbridge/acr-nats-bridge/entra"
+	"github.com/natsbridge/acr-nats-bridge/entra/entratest"
 	"github.com/natsbridge/acr-nats-bridge/namespace/namespacetest"
 )
 
@@ -126,4 +132,62 @@ func TestPullBinarySIGTERM(t *testing.T) {
 		assert.Equal(t, 1, acked[id], "%s stored and acknowledged once", id)
 	}
 	t.Logf("stopped with %d of 5000 events stored and acknowledged", len(stored))
+}
+
+// The built bridge with no key authenticates to the namespace with Microsoft Entra ID through the Azure
+// SDK's default credential chain (here its environment credential, against a stand-in tenant's token
+// service): an identity holding the receiver role pulls; one without it is refused, and /readyz says so.
+func TestPullBinaryEntra(t *testing.T) {
+	tenant := entratest.New(t)
+	authority := tenant.Authority(t, "0b7c5f0e-1111-4c2b-9f4e-5a6b7c8d9e0f", "a-client-secret-for-tests")
+	verifier, err := entra.New(context.Background(), entra.Config{TenantID: entratest.TenantID, Audiences: []string{"https://eventgrid.azure.net"},
+		KeysURL: tenant.KeysURL, Refresh: time.Hour, MinRefresh: time.Second}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	tokens := func(ctx context.Context, tok string) (string, error) {
+		c, err := verifier.Verify(ctx, tok)
+		return c.AppID, err
+	}
+	// One bundle trusts both stand-ins, as SSL_CERT_FILE would a private CA.
+	bundle := filepath.Join(t.TempDir(), "bundle.pem")
+
+	for _, tc := range []struct {
+		name      string
+		receivers []string
+	}{
+		{"with the receiver role", []string{authority.ClientID}},
+		{"without it", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := namespacetest.New(t, namespacetest.Options{MaxWaitScale: 50, Tokens: tokens, Receivers: tc.receivers})
+			var certs []byte
+			for _, f := range []string{ns.CertFile, authority.CertFile} {
+				b, err := os.ReadFile(f)
+				require.NoError(t, err)
+				certs = append(certs, b...)
+			}
+			require.NoError(t, os.WriteFile(bundle, certs, 0o600))
+			port := freePort(t)
+			natsServer(t, port, t.TempDir())
+			natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+			listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			p := start(t, []string{"BRIDGE_LISTEN_ADDR=" + listen, "BRIDGE_NATS_URL=" + natsURL, "SSL_CERT_FILE=" + bundle,
+				"BRIDGE_NAMESPACE_ENDPOINT=" + ns.URL, "BRIDGE_NAMESPACE_TOPIC=acr-events", "BRIDGE_NAMESPACE_SUBSCRIPTION=bridge",
+				"BRIDGE_NAMESPACE_MAX_WAIT=10s", "AZURE_AUTHORITY_HOST=" + authority.URL, "AZURE_TENANT_ID=" + entratest.TenantID,
+				"AZURE_CLIENT_ID=" + authority.ClientID, "AZURE_CLIENT_SECRET=" + authority.ClientSecret}, bridgeBin)
+			ns.Publish(ceEvent("entra-1"), ceEvent("entra-2"))
+			if tc.receivers == nil {
+				require.Eventually(t, func() bool {
+					code, body := readyz(listen)
+					return code == 503 && strings.Contains(body, "refuses the bridge (403 Forbidden)")
+				}, 30*time.Second, 50*time.Millisecond, "%s", p.out)
+				assert.Empty(t, ns.Acknowledged())
+				return
+			}
+			require.Eventually(t, func() bool { return len(ns.Acknowledged()) == 2 }, 30*time.Second, 50*time.Millisecond, "%s", p.out)
+			assert.Equal(t, map[string]int{"entra-1": 1, "entra-2": 1}, storedIDs(t, natsURL))
+			assert.Positive(t, authority.Issued.Load(), "a token came from the tenant's token service")
+			assert.Contains(t, p.out.String(), `"auth":"Microsoft Entra ID"`)
+			assert.NotContains(t, p.out.String(), authority.ClientSecret)
+		})
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/aznamespaces"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -391,7 +392,8 @@ func reasonOf(err error) string {
 		}
 		return "other"
 	}
-	if strings.Contains(err.Error(), "authenticat") || strings.Contains(err.Error(), "credential") {
+	var authErr *azidentity.AuthenticationFailedError
+	if errors.As(err, &authErr) {
 		return "unauthorized"
 	}
 	return "unreachable"
@@ -409,7 +411,17 @@ func describe(err error) string {
 		}
 		return fmt.Sprintf("receive answered %d %s", re.StatusCode, re.ErrorCode)
 	}
-	return "cannot reach the namespace: " + err.Error()
+	var authErr *azidentity.AuthenticationFailedError
+	if errors.As(err, &authErr) {
+		return "Microsoft Entra ID gave the bridge no token: " + firstLine(authErr.Error())
+	}
+	return "cannot reach the namespace: " + firstLine(err.Error())
+}
+
+// firstLine cuts the Azure SDK's multi-line errors (troubleshooting links follow) to their first line.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
 }
 
 // metrics are the puller's Prometheus metrics.

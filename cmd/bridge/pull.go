@@ -3,7 +3,11 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
+	"os"
+	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -28,7 +32,9 @@ func newPuller(cfg config.Config, d namespace.Deliverer, reg prometheus.Register
 		SettleTimeout: 2 * cfg.PublishTimeout,
 	}
 	if opts.Key == "" {
-		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
+			DisableInstanceDiscovery: privateAuthority(os.Getenv("AZURE_AUTHORITY_HOST")),
+		})
 		if err != nil {
 			return nil, fmt.Errorf("BRIDGE_NAMESPACE_KEY is empty and no Microsoft Entra ID credential is available: %w", err)
 		}
@@ -39,4 +45,24 @@ func newPuller(cfg config.Config, d namespace.Deliverer, reg prometheus.Register
 		return nil, fmt.Errorf("BRIDGE_NAMESPACE_*: %w", err)
 	}
 	return p, nil
+}
+
+// privateAuthority reports whether AZURE_AUTHORITY_HOST names an authority other than Azure's public and
+// national clouds' (a private or disconnected cloud such as Azure Stack). MSAL checks an unknown authority
+// with the public cloud's instance discovery, which such a cloud cannot reach; azidentity's
+// DisableInstanceDiscovery is documented for exactly these.
+func privateAuthority(host string) bool {
+	if host == "" {
+		return false
+	}
+	u, err := url.Parse(host)
+	if err != nil {
+		return false
+	}
+	for _, c := range []cloud.Configuration{cloud.AzurePublic, cloud.AzureGovernment, cloud.AzureChina} {
+		if known, err := url.Parse(c.ActiveDirectoryAuthorityHost); err == nil && strings.EqualFold(known.Host, u.Host) {
+			return false
+		}
+	}
+	return true
 }

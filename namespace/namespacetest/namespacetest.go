@@ -8,6 +8,7 @@ package namespacetest
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -20,6 +21,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +45,11 @@ type Options struct {
 	// MaxWaitScale divides every receive's maxWaitTime, so that tests need not wait the service's
 	// minimum of 10 s for an empty queue. 0 or 1 waits as the service does.
 	MaxWaitScale int
+	// Tokens, when set, checks Microsoft Entra ID bearer tokens (for the audience
+	// https://eventgrid.azure.net) and returns the client they were issued to; that client must be among
+	// Receivers, the identities holding the EventGrid Data Receiver role, or it is refused with 403.
+	Tokens    func(ctx context.Context, token string) (clientID string, err error)
+	Receivers []string
 	// BeforeAcknowledge, when set, is called with the ids of the events an acknowledge request is about
 	// to acknowledge, before it does: a test can check that the events are stored by then.
 	BeforeAcknowledge func(ids []string)
@@ -165,7 +172,7 @@ func (n *Namespace) Redelivered() int {
 }
 
 // Requests counts the requests by operation: receive, acknowledge, release, reject, renewLock,
-// publish, and unauthorized, notfound for refused ones.
+// publish, and unauthorized, forbidden, notfound for refused ones.
 func (n *Namespace) Requests(op string) int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -204,9 +211,14 @@ func (n *Namespace) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("api-version %q is not supported; use %s", v, APIVersion))
 		return
 	}
-	if !n.authorized(r) {
+	switch n.authorize(r) {
+	case http.StatusUnauthorized:
 		n.count("unauthorized")
 		writeError(w, http.StatusUnauthorized, "Unauthorized", "the request is not authorized: the shared access key or token is invalid")
+		return
+	case http.StatusForbidden:
+		n.count("forbidden")
+		writeError(w, http.StatusForbidden, "Forbidden", "the identity does not hold the EventGrid Data Receiver role on the subscription")
 		return
 	}
 	path := strings.TrimPrefix(r.URL.Path, "/topics/")
@@ -239,10 +251,28 @@ func (n *Namespace) count(op string) {
 	n.mu.Unlock()
 }
 
-// authorized accepts the shared access key the SDK's key credential sends.
-func (n *Namespace) authorized(r *http.Request) bool {
-	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "SharedAccessKey ")
-	return ok && subtle.ConstantTimeCompare([]byte(key), []byte(n.Key)) == 1
+// authorize accepts the shared access key the SDK's key credential sends, and Entra ID bearer tokens of
+// the identities with the receiver role. It returns 0, or the status of the refusal.
+func (n *Namespace) authorize(r *http.Request) int {
+	auth := r.Header.Get("Authorization")
+	if key, ok := strings.CutPrefix(auth, "SharedAccessKey "); ok {
+		if subtle.ConstantTimeCompare([]byte(key), []byte(n.Key)) == 1 {
+			return 0
+		}
+		return http.StatusUnauthorized
+	}
+	token, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || n.opts.Tokens == nil {
+		return http.StatusUnauthorized
+	}
+	client, err := n.opts.Tokens(r.Context(), token)
+	switch {
+	case err != nil:
+		return http.StatusUnauthorized
+	case !slices.Contains(n.opts.Receivers, client):
+		return http.StatusForbidden
+	}
+	return 0
 }
 
 // publish takes one CloudEvent (application/cloudevents+json) or a batch

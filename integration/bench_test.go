@@ -81,16 +81,21 @@ func startReceiver(t testing.TB, which string) receiverProc {
 	} else {
 		p = start(t, []string{"LISTEN_ADDR=" + addr, "NATS_URL=" + natsURL}, referenceBin)
 	}
+	return warmedUp(t, p, addr, 1)
+}
+
+// warmedUp waits until the receiver at addr stores a delivery of batch events, and returns it.
+func warmedUp(t testing.TB, p *proc, addr string, batch int) receiverProc {
 	// No keep-alive: the port may belong to another server in the next scenario.
 	warmup := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	require.Eventually(t, func() bool {
-		resp, err := warmup.Post("http://"+addr+"/eventgrid", "application/json", strings.NewReader(batchBody("warmup", 0, 1)))
+		resp, err := warmup.Post("http://"+addr+"/eventgrid", "application/json", strings.NewReader(batchBody("warmup", 0, batch)))
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
-	}, 20*time.Second, 20*time.Millisecond, "%s did not serve", which)
+	}, 30*time.Second, 20*time.Millisecond, "%s did not serve:\n%s", addr, p.out)
 	return receiverProc{p: p, url: "http://" + addr + "/eventgrid"}
 }
 

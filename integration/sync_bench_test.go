@@ -2,7 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -72,16 +71,7 @@ func cluster(sync string, atomic bool) func(testing.TB) (receiverProc, func()) {
 func startBridgeFor(t testing.TB, env []string) receiverProc {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p := start(t, append([]string{"BRIDGE_LISTEN_ADDR=" + addr, "BRIDGE_LOG_LEVEL=warn"}, env...), bridgeBin)
-	warmup := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	require.Eventually(t, func() bool {
-		resp, err := warmup.Post("http://"+addr+"/eventgrid", "application/json", strings.NewReader(batchBody("warmup", 0, 2)))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, 30*time.Second, 20*time.Millisecond, "the bridge did not serve")
-	return receiverProc{p: p, url: "http://" + addr + "/eventgrid"}
+	return warmedUp(t, p, addr, 2) // a batch, so that the atomic batch path is warm too
 }
 
 // compareDurability measures each scenario under each durability, runs times each (taking turns, a

@@ -22,13 +22,20 @@ const Prefix = "BRIDGE"
 
 // Config is every setting of the bridge. The envconfig tags are the variable names without the prefix.
 type Config struct {
-	ListenAddr      string   `envconfig:"LISTEN_ADDR" default:":8080" desc:"HTTP listen address of the receiver"`
-	MetricsAddr     string   `envconfig:"METRICS_ADDR" desc:"listen address of a separate listener for GET /metrics; empty serves /metrics on BRIDGE_LISTEN_ADDR"`
-	PprofAddr       string   `envconfig:"PPROF_ADDR" desc:"listen address for Go's /debug/pprof profiles (keep it on loopback); empty turns them off"`
-	DefaultRegistry string   `envconfig:"DEFAULT_REGISTRY" desc:"registry name for events that name none (no webhook path, topic or request.host)"`
-	AllowedOrigins  []string `envconfig:"ALLOWED_ORIGINS" default:"eventgrid.azure.net" desc:"comma-separated origins allowed by the CloudEvents OPTIONS handshake; * allows any"`
-	Passthrough     bool     `envconfig:"PASSTHROUGH" default:"true" desc:"publish non-ACR events unchanged under BRIDGE_PASSTHROUGH_PREFIX; false answers them 400"`
-	CEMode          string   `envconfig:"CE_MODE" default:"structured" desc:"CloudEvents content mode of published messages: structured or binary"`
+	ListenAddr        string        `envconfig:"LISTEN_ADDR" default:":8080" desc:"HTTP listen address of the receiver"`
+	TLSCertFile       string        `envconfig:"TLS_CERT_FILE" desc:"PEM certificate (with its chain) to serve HTTPS on BRIDGE_LISTEN_ADDR, with BRIDGE_TLS_KEY_FILE; read again when it changes on disk"`
+	TLSKeyFile        string        `envconfig:"TLS_KEY_FILE" desc:"PEM private key of BRIDGE_TLS_CERT_FILE"`
+	TLSReloadInterval time.Duration `envconfig:"TLS_RELOAD_INTERVAL" default:"10s" desc:"how often the certificate and key files are checked for a change (at most 30s)"`
+	ACMEDomains       []string      `envconfig:"ACME_DOMAINS" desc:"comma-separated DNS names to get certificates for from an ACME CA (TLS-ALPN-01 on BRIDGE_LISTEN_ADDR, so :443); only these names are served"`
+	ACMEEmail         string        `envconfig:"ACME_EMAIL" desc:"contact email of the ACME account"`
+	ACMECA            string        `envconfig:"ACME_CA" default:"https://acme-v02.api.letsencrypt.org/directory" desc:"ACME directory URL (Let's Encrypt production by default); a private CA's root is trusted through SSL_CERT_FILE"`
+	ACMECacheDir      string        `envconfig:"ACME_CACHE_DIR" default:"./data/acme" desc:"directory keeping the ACME account key and certificates across restarts"`
+	MetricsAddr       string        `envconfig:"METRICS_ADDR" desc:"listen address of a separate listener for GET /metrics; empty serves /metrics on BRIDGE_LISTEN_ADDR"`
+	PprofAddr         string        `envconfig:"PPROF_ADDR" desc:"listen address for Go's /debug/pprof profiles (keep it on loopback); empty turns them off"`
+	DefaultRegistry   string        `envconfig:"DEFAULT_REGISTRY" desc:"registry name for events that name none (no webhook path, topic or request.host)"`
+	AllowedOrigins    []string      `envconfig:"ALLOWED_ORIGINS" default:"eventgrid.azure.net" desc:"comma-separated origins allowed by the CloudEvents OPTIONS handshake; * allows any"`
+	Passthrough       bool          `envconfig:"PASSTHROUGH" default:"true" desc:"publish non-ACR events unchanged under BRIDGE_PASSTHROUGH_PREFIX; false answers them 400"`
+	CEMode            string        `envconfig:"CE_MODE" default:"structured" desc:"CloudEvents content mode of published messages: structured or binary"`
 
 	SubjectPrefix     string `envconfig:"SUBJECT_PREFIX" default:"acr" desc:"first subject token(s) of ACR events: {prefix}.image.pushed.{registry}.{repository}"`
 	PassthroughPrefix string `envconfig:"PASSTHROUGH_PREFIX" default:"eventgrid" desc:"first subject token(s) of passed-through events: {prefix}.{type tokens}"`
@@ -204,6 +211,7 @@ func (c Config) Validate() error {
 	}
 	c.validateAuth(bad)
 	c.validateNamespace(bad)
+	c.validateTLS(bad)
 	if (c.NATSUser == "") != (c.NATSPassword == "") {
 		bad("NATS_USER", "BRIDGE_NATS_USER and BRIDGE_NATS_PASSWORD go together")
 	}
@@ -247,6 +255,42 @@ func (c Config) validateNamespace(bad func(name, format string, args ...any)) {
 		bad("NAMESPACE_RELEASE_DELAY", "%s is not one of 0s, 10s, 60s, 10m, 1h", c.NamespaceReleaseDelay)
 	}
 }
+
+// validateTLS checks the HTTPS settings: a certificate from files or from ACME, not both, and each whole.
+func (c Config) validateTLS(bad func(name, format string, args ...any)) {
+	files := c.TLSCertFile != "" || c.TLSKeyFile != ""
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("TLS_CERT_FILE", "BRIDGE_TLS_CERT_FILE and BRIDGE_TLS_KEY_FILE go together")
+	}
+	if files && len(c.ACMEDomains) > 0 {
+		bad("ACME_DOMAINS", "BRIDGE_ACME_DOMAINS and BRIDGE_TLS_CERT_FILE/BRIDGE_TLS_KEY_FILE are two ways to get a certificate; set one")
+	}
+	if !files && len(c.ACMEDomains) == 0 && (c.ACMEEmail != "") {
+		bad("ACME_EMAIL", "set without BRIDGE_ACME_DOMAINS")
+	}
+	for _, d := range c.ACMEDomains {
+		if d == "" || strings.ContainsAny(d, "/: *") {
+			bad("ACME_DOMAINS", "%q is not a DNS name (no wildcards: TLS-ALPN-01 cannot validate them)", d)
+		}
+	}
+	if len(c.ACMEDomains) > 0 {
+		if u, err := url.Parse(c.ACMECA); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad("ACME_CA", "%q is not an https URL", c.ACMECA)
+		}
+		if c.ACMECacheDir == "" {
+			bad("ACME_CACHE_DIR", "must not be empty: the account and certificates must outlive a restart")
+		}
+	}
+	if c.TLSReloadInterval <= 0 || c.TLSReloadInterval > 30*time.Second {
+		bad("TLS_RELOAD_INTERVAL", "must be more than 0s and at most 30s, got %s", c.TLSReloadInterval)
+	}
+}
+
+// TLSFiles reports whether HTTPS is served with a certificate from files.
+func (c Config) TLSFiles() bool { return c.TLSCertFile != "" }
+
+// ACMEEnabled reports whether HTTPS is served with certificates from an ACME CA.
+func (c Config) ACMEEnabled() bool { return len(c.ACMEDomains) > 0 }
 
 // NamespaceEnabled reports whether events are pulled from an Event Grid namespace.
 func (c Config) NamespaceEnabled() bool { return c.NamespaceEndpoint != "" }

@@ -70,6 +70,11 @@ func TestLoadNamesTheVariable(t *testing.T) {
 		{"BRIDGE_NAMESPACE_MAX_WAIT", "5s", "BRIDGE_NAMESPACE_MAX_WAIT: must be whole seconds from 10s to 120s"},
 		{"BRIDGE_NAMESPACE_RELEASE_DELAY", "30s", "BRIDGE_NAMESPACE_RELEASE_DELAY: 30s is not one of"},
 		{"BRIDGE_NAMESPACE_RECEIVERS", "0", "BRIDGE_NAMESPACE_RECEIVERS"},
+		{"BRIDGE_TLS_CERT_FILE", "/etc/bridge/tls.crt", "BRIDGE_TLS_CERT_FILE and BRIDGE_TLS_KEY_FILE go together"},
+		{"BRIDGE_TLS_KEY_FILE", "/etc/bridge/tls.key", "BRIDGE_TLS_CERT_FILE and BRIDGE_TLS_KEY_FILE go together"},
+		{"BRIDGE_ACME_DOMAINS", "*.example.com", "is not a DNS name"},
+		{"BRIDGE_ACME_EMAIL", "ops@example.com", "BRIDGE_ACME_EMAIL: set without BRIDGE_ACME_DOMAINS"},
+		{"BRIDGE_TLS_RELOAD_INTERVAL", "1m", "BRIDGE_TLS_RELOAD_INTERVAL: must be more than 0s and at most 30s"},
 		{"BRIDGE_ATOMIC_BATCHES", "sometimes", `BRIDGE_ATOMIC_BATCHES: "sometimes" is not one of auto, true, false`},
 		{"BRIDGE_LOG_LEVEL", "loud", "BRIDGE_LOG_LEVEL"},
 		{"BRIDGE_LOG_FORMAT", "xml", "BRIDGE_LOG_FORMAT"},
@@ -154,6 +159,37 @@ func TestNamespaceSettings(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, c.NamespaceEnabled())
 	assert.Equal(t, time.Hour, c.NamespaceReleaseDelay)
+}
+
+func TestTLSSettings(t *testing.T) {
+	c, err := config.Load()
+	require.NoError(t, err)
+	assert.False(t, c.TLSFiles())
+	assert.False(t, c.ACMEEnabled(), "plain HTTP by default")
+	assert.Equal(t, "https://acme-v02.api.letsencrypt.org/directory", c.ACMECA)
+	assert.Equal(t, "./data/acme", c.ACMECacheDir)
+
+	t.Setenv("BRIDGE_TLS_CERT_FILE", "/etc/bridge/tls.crt")
+	t.Setenv("BRIDGE_TLS_KEY_FILE", "/etc/bridge/tls.key")
+	c, err = config.Load()
+	require.NoError(t, err)
+	assert.True(t, c.TLSFiles())
+
+	t.Setenv("BRIDGE_ACME_DOMAINS", "bridge.example.com")
+	_, err = config.Load()
+	require.ErrorContains(t, err, "BRIDGE_ACME_DOMAINS: BRIDGE_ACME_DOMAINS and BRIDGE_TLS_CERT_FILE/BRIDGE_TLS_KEY_FILE are two ways to get a certificate; set one")
+
+	t.Setenv("BRIDGE_TLS_CERT_FILE", "")
+	t.Setenv("BRIDGE_TLS_KEY_FILE", "")
+	t.Setenv("BRIDGE_ACME_CA", "http://acme.example.com/dir")
+	_, err = config.Load()
+	require.ErrorContains(t, err, "BRIDGE_ACME_CA")
+
+	t.Setenv("BRIDGE_ACME_CA", "https://127.0.0.1:14000/dir")
+	c, err = config.Load()
+	require.NoError(t, err)
+	assert.True(t, c.ACMEEnabled())
+	assert.Equal(t, []string{"bridge.example.com"}, c.ACMEDomains)
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -185,15 +186,29 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	certs, err := newCertificates(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (BRIDGE_LISTEN_ADDR): %w", cfg.ListenAddr, err)
 	}
-	log.Info("bridge listening", "addr", ln.Addr().String(), "nats", conn.url, "mode", cfg.NATSMode,
+	scheme := "http"
+	if certs != nil {
+		scheme = "https"
+		srv.TLSConfig = certs.config
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	log.Info("bridge listening", "addr", ln.Addr().String(), "scheme", scheme, "nats", conn.url, "mode", cfg.NATSMode,
 		"stream", cfg.Stream, "subject_prefix", cfg.SubjectPrefix, "ce_mode", cfg.CEMode)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if certs != nil && certs.start != nil {
+		// After the listener, which answers the CA's TLS-ALPN-01 challenges.
+		go certs.start(ctx)
+	}
 
 	select {
 	case err := <-serveErr:

@@ -50,15 +50,27 @@ func TestNATSWithoutAtomicBatches(t *testing.T) {
 // directory; the build cache keeps it for the next run.
 func buildNATSServer(t *testing.T, version string) string {
 	t.Helper()
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"),
-		fmt.Appendf(nil, "module natsserver\n\ngo 1.26.0\n\nrequire github.com/nats-io/nats-server/v2 %s\n", version), 0o600))
-	bin := filepath.Join(dir, "nats-server")
-	cmd := exec.Command("go", "build", "-mod=mod", "-o", bin, "github.com/nats-io/nats-server/v2")
-	cmd.Dir = dir
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "build nats-server %s: %s", version, out)
-	t.Logf("built nats-server %s in %s", version, time.Since(start).Round(time.Second))
+	bin, _ := buildFromModule(t, "github.com/nats-io/nats-server/v2", version, "github.com/nats-io/nats-server/v2")
 	return bin
+}
+
+// buildFromModule builds the command pkg of module at version from the Go module proxy, and returns the
+// binary and the module's source directory (for the files it ships).
+func buildFromModule(t *testing.T, module, version, pkg string) (bin, dir string) {
+	t.Helper()
+	mod := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(mod, "go.mod"),
+		fmt.Appendf(nil, "module build\n\ngo 1.26.0\n\nrequire %s %s\n", module, version), 0o600))
+	bin = filepath.Join(mod, filepath.Base(pkg))
+	start := time.Now()
+	cmd := exec.Command("go", "build", "-mod=mod", "-o", bin, pkg)
+	cmd.Dir = mod
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "build %s %s: %s", pkg, version, out)
+	cmd = exec.Command("go", "list", "-mod=mod", "-m", "-f", "{{.Dir}}", module)
+	cmd.Dir = mod
+	out, err = cmd.Output()
+	require.NoError(t, err)
+	t.Logf("built %s %s in %s", pkg, version, time.Since(start).Round(time.Second))
+	return bin, strings.TrimSpace(string(out))
 }

@@ -154,6 +154,28 @@ func TestHTTPSFromFiles(t *testing.T) {
 		resp.Body.Close()
 	}
 
+	// bridge send posts over https, trusting a private CA with --ca or SSL_CERT_FILE.
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(caFile, ca.pem, 0o600))
+	for _, tc := range []struct {
+		args  []string
+		env   string
+		lines int // the handshake and each event
+	}{
+		{[]string{"send", "--url", url, "--ca", caFile, "--format", "eventgrid", "push", "delete"}, "", 3},
+		{[]string{"send", "--url", url, "--format", "cloudevents", "push"}, "SSL_CERT_FILE=" + caFile, 2},
+	} {
+		send := exec.Command(bridgeBin, tc.args...)
+		send.Env = append(os.Environ(), tc.env)
+		out, err := send.CombinedOutput()
+		require.NoError(t, err, string(out))
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		require.Len(t, lines, tc.lines, "%s", out)
+		for _, l := range lines {
+			assert.Contains(t, l, " 200 ", "answered 200 over https")
+		}
+	}
+
 	// Kubernetes updates the Secret: a new directory, ..data swapped to it.
 	certB, keyB := ca.issue(t, 102)
 	vol.update(certB, keyB)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -12,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -60,6 +63,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&s.registry, "registry", "myregistry", "registry name")
 	fs.StringVar(&s.repo, "repository", "hello-world", "repository")
 	fs.StringVar(&s.tag, "tag", "v1", "tag")
+	ca := fs.String("ca", "", "PEM file of the CA that issued an https bridge's certificate (a private CA); the system roots, or SSL_CERT_FILE, otherwise")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, sendUsage)
 		fs.PrintDefaults()
@@ -71,6 +75,17 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	s.url = strings.TrimSuffix(s.url, "/")
+	if *ca != "" {
+		pem, err := os.ReadFile(*ca)
+		if err != nil {
+			return fmt.Errorf("--ca: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--ca: no PEM certificate in %s", *ca)
+		}
+		s.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}
+	}
 	actions := fs.Args()
 	switch {
 	case len(actions) == 0:

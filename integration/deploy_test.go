@@ -98,6 +98,40 @@ func TestComposeFile(t *testing.T) {
 	assert.Equal(t, "always", cfg.AtomicBatchPolicy(), "its NATS syncs every write, where atomic batches pay")
 }
 
+// docker-compose.tls.yml, merged over docker-compose.yml as `docker compose -f ... -f ...` does, serves
+// HTTPS from mounted certificate files with settings the bridge knows, and checks health over HTTPS.
+func TestComposeTLSOverride(t *testing.T) {
+	opts, err := cli.NewProjectOptions([]string{filepath.Join("..", "docker-compose.yml"), filepath.Join("..", "docker-compose.tls.yml")},
+		cli.WithWorkingDirectory(".."), cli.WithOsEnv)
+	require.NoError(t, err)
+	p, err := opts.LoadProject(context.Background())
+	require.NoError(t, err)
+	bridge, err := p.GetService("bridge")
+	require.NoError(t, err)
+	known := configVars()
+	for name := range bridge.Environment {
+		assert.True(t, known[name], "bridge environment %s is not a BRIDGE_* setting", name)
+	}
+	assert.Equal(t, "/certs/tls.crt", *bridge.Environment["BRIDGE_TLS_CERT_FILE"])
+	assert.Equal(t, "/certs/tls.key", *bridge.Environment["BRIDGE_TLS_KEY_FILE"])
+	var mountsCerts bool
+	for _, v := range bridge.Volumes {
+		mountsCerts = mountsCerts || (v.Target == "/certs" && v.ReadOnly)
+	}
+	assert.True(t, mountsCerts, "the certificates mounted read-only")
+	require.Len(t, bridge.Ports, 1, "the plain port replaced, not added to")
+	assert.Equal(t, uint32(8443), bridge.Ports[0].Target)
+	assert.Contains(t, bridge.HealthCheck.Test, "https://127.0.0.1:8443/readyz")
+	for name, v := range bridge.Environment {
+		if v != nil {
+			t.Setenv(name, *v)
+		}
+	}
+	cfg, err := config.Load()
+	require.NoError(t, err)
+	assert.True(t, cfg.TLSFiles())
+}
+
 func relTo(t *testing.T, path string) string {
 	wd, err := os.Getwd()
 	require.NoError(t, err)

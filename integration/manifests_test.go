@@ -38,6 +38,8 @@ type k8sObject struct {
 		ScaleTargetRef struct{ Kind, Name string } `yaml:"scaleTargetRef"`
 		MinAvailable   int                         `yaml:"minAvailable"`
 		MinReplicas    int                         `yaml:"minReplicas"`
+		SecretName     string                      `yaml:"secretName"`
+		DNSNames       []string                    `yaml:"dnsNames"`
 		Ports          []struct {
 			Name       string `yaml:"name"`
 			TargetPort string `yaml:"targetPort"`
@@ -181,6 +183,11 @@ func TestKubernetesManifests(t *testing.T) {
 
 	assert.Equal(t, dep.Spec.Selector.MatchLabels, objects["PodDisruptionBudget"].Spec.Selector.MatchLabels)
 	assert.Equal(t, 1, objects["PodDisruptionBudget"].Spec.MinAvailable)
+	// cert-manager's Certificate for HTTPS served by the bridge: a Secret with the tls.crt and tls.key the
+	// comment tells the Deployment to mount.
+	cert := objects["Certificate"]
+	assert.Equal(t, "acr-nats-bridge-tls", cert.Spec.SecretName)
+	assert.NotEmpty(t, cert.Spec.DNSNames)
 	hpa := objects["HorizontalPodAutoscaler"]
 	assert.Equal(t, "Deployment", hpa.Spec.ScaleTargetRef.Kind)
 	assert.Equal(t, dep.Metadata.Name, hpa.Spec.ScaleTargetRef.Name)

@@ -176,6 +176,13 @@ func TestHTTPSFromFiles(t *testing.T) {
 		}
 	}
 
+	// The container health check finds the listener serving HTTPS.
+	hc := exec.Command(bridgeBin, "healthcheck")
+	hc.Env = append(os.Environ(), "BRIDGE_LISTEN_ADDR="+listen, "BRIDGE_TLS_CERT_FILE="+filepath.Join(vol.dir, "tls.crt"))
+	out, err := hc.CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Equal(t, "ready\n", string(out))
+
 	// Kubernetes updates the Secret: a new directory, ..data swapped to it.
 	certB, keyB := ca.issue(t, 102)
 	vol.update(certB, keyB)

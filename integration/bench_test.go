@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -55,6 +56,8 @@ type figures struct {
 type receiverProc struct {
 	p   *proc
 	url string
+	// tls, for an https url, is the client's configuration: HTTP/1.1 over TLS, keep-alive.
+	tls *tls.Config
 }
 
 // startReceiver starts a fresh nats-server (file storage) with the stream, then the receiver on it.
@@ -120,7 +123,7 @@ func batchBody(prefix string, first, n int) string {
 
 // measure runs one scenario against a receiver for d and returns its figures.
 func measure(t testing.TB, r receiverProc, sc scenario, d time.Duration, run int) figures {
-	transport := &http.Transport{MaxIdleConnsPerHost: sc.conns, MaxConnsPerHost: sc.conns}
+	transport := &http.Transport{MaxIdleConnsPerHost: sc.conns, MaxConnsPerHost: sc.conns, TLSClientConfig: r.tls}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
 	cpu0 := cpuSeconds(t, r.p.cmd.Process.Pid)

@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -67,6 +70,50 @@ func cluster(sync string, atomic bool) func(testing.TB) (receiverProc, func()) {
 	}
 }
 
+// httpsEmbedded is embedded() serving HTTPS from a certificate of a CA of the test's own, which the load
+// generator trusts: TLS 1.3, HTTP/1.1 with keep-alive, as the plain HTTP runs.
+func httpsEmbedded(env ...string) func(testing.TB) (receiverProc, func()) {
+	return func(t testing.TB) (receiverProc, func()) {
+		ca := newTestCA(t)
+		certPEM, keyPEM := ca.issue(t, 1)
+		dir := t.TempDir()
+		certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+		require.NoError(t, os.WriteFile(certFile, certPEM, 0o600))
+		require.NoError(t, os.WriteFile(keyFile, keyPEM, 0o600))
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		p := start(t, append([]string{"BRIDGE_LISTEN_ADDR=" + addr, "BRIDGE_LOG_LEVEL=warn", "BRIDGE_EMBEDDED_NATS_ADDR=127.0.0.1:0",
+			"BRIDGE_EMBEDDED_NATS_DIR=" + t.TempDir(), "BRIDGE_TLS_CERT_FILE=" + certFile, "BRIDGE_TLS_KEY_FILE=" + keyFile}, env...), bridgeBin)
+		r := receiverProc{p: p, url: "https://" + addr + "/eventgrid", tls: &tls.Config{RootCAs: ca.pool}}
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: r.tls, DisableKeepAlives: true}}
+		require.Eventually(t, func() bool {
+			resp, err := client.Post(r.url, "application/json", strings.NewReader(batchBody("warmup", 0, 2)))
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		}, 30*time.Second, 20*time.Millisecond, "%s did not serve:\n%s", addr, p.out)
+		return r, func() { p.stop(syscall.SIGTERM) }
+	}
+}
+
+// BenchmarkHTTPS is what TLS costs the bridge: plain HTTP against HTTPS (TLS 1.3, HTTP/1.1 keep-alive),
+// the embedded server with its defaults: go test ./integration -run '^$' -bench HTTPS -benchtime 1x
+func BenchmarkHTTPS(b *testing.B) {
+	// Syncing every write hides what TLS costs behind the disk; with a sync interval, the CPU shows it.
+	ds := []durability{
+		{"plain HTTP", embedded()}, {"HTTPS, keep-alive", httpsEmbedded()},
+		{"plain HTTP, sync 2m", embedded("BRIDGE_EMBEDDED_NATS_SYNC=2m")}, {"HTTPS, keep-alive, sync 2m", httpsEmbedded("BRIDGE_EMBEDDED_NATS_SYNC=2m")},
+	}
+	for _, sc := range scenarios {
+		b.Run(sc.short(), func(b *testing.B) {
+			for range b.N {
+				compareDurability(b, []scenario{sc}, ds, 5*time.Second, 3)
+			}
+		})
+	}
+}
+
 // startBridgeFor starts the built bridge with env and waits until it stores a delivery.
 func startBridgeFor(t testing.TB, env []string) receiverProc {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -78,7 +125,7 @@ func startBridgeFor(t testing.TB, env []string) receiverProc {
 // fresh bridge and store each time), and prints the medians side by side.
 func compareDurability(t testing.TB, scs []scenario, ds []durability, d time.Duration, runs int) {
 	var out strings.Builder
-	fmt.Fprintf(&out, "\n%-30s %-31s %10s %9s %9s %10s %8s\n", "scenario", "NATS", "events/s", "p50", "p99", "CPU s/1k", "RSS MiB")
+	fmt.Fprintf(&out, "\n%-30s %-31s %10s %9s %9s %10s %8s\n", "scenario", "setting", "events/s", "p50", "p99", "CPU s/1k", "RSS MiB")
 	for _, sc := range scs {
 		fs := make([][]figures, len(ds))
 		for run := range runs {

@@ -42,6 +42,8 @@ func DecodeEnvelope(header nats.Header, data []byte) (*Envelope, error) {
 			Subject:         get("ce-subject"),
 			Time:            get("ce-time"),
 			DataContentType: get(contentType),
+			TraceParent:     get("ce-traceparent"),
+			TraceState:      get("ce-tracestate"),
 		}
 		if !isEnvelopeType(env.Type) {
 			return nil, fmt.Errorf("%w: type %q", ErrNotEnvelope, env.Type)

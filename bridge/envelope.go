@@ -39,7 +39,11 @@ type Envelope struct {
 	Subject         string    `json:"subject,omitempty"`
 	Time            string    `json:"time"`
 	DataContentType string    `json:"datacontenttype"`
-	Data            EventData `json:"data"`
+	// TraceParent and TraceState are the CloudEvents distributed-tracing extension: the W3C trace context
+	// of the event's creator, as it arrived (the event's own attributes, else the delivery's headers).
+	TraceParent string    `json:"traceparent,omitempty"`
+	TraceState  string    `json:"tracestate,omitempty"`
+	Data        EventData `json:"data"`
 }
 
 // EventData is the ACR event (the native webhook body and Event Grid's data are the same schema), made
@@ -200,6 +204,8 @@ func (n Normalizer) Normalize(ev cloudevents.Event, pathRegistry string, now tim
 		Subject:         data.Target.subject(),
 		Time:            t,
 		DataContentType: "application/json",
+		TraceParent:     ev.Trace.Parent,
+		TraceState:      ev.Trace.State,
 		Data:            data,
 	}
 	return out

@@ -212,6 +212,14 @@ func appendEnvelope(b []byte, e *Envelope) []byte {
 	b = appendString(b, e.Time)
 	b = append(b, `,"datacontenttype":`...)
 	b = appendString(b, e.DataContentType)
+	if e.TraceParent != "" {
+		b = append(b, `,"traceparent":`...)
+		b = appendString(b, e.TraceParent)
+	}
+	if e.TraceState != "" {
+		b = append(b, `,"tracestate":`...)
+		b = appendString(b, e.TraceState)
+	}
 	b = append(b, `,"data":`...)
 	b = appendData(b, &e.Data)
 	return append(b, '}')

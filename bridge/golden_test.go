@@ -58,6 +58,13 @@ var goldenCases = []struct {
 	{"eventgrid-image-deleted", "/eventgrid", []string{"Content-Type", "application/json", "aeg-event-type", "Notification"}},
 	{"eventgrid-chart-pushed", "/eventgrid", []string{"Content-Type", "application/json", "aeg-event-type", "Notification"}},
 	{"eventgrid-chart-deleted", "/eventgrid", []string{"Content-Type", "application/json", "aeg-event-type", "Notification"}},
+	// Trace context: a CloudEvent's own distributed-tracing attributes; else the delivery's W3C headers.
+	{"cloudevents-image-pushed-traced", "/eventgrid", []string{"Content-Type", "application/cloudevents-batch+json",
+		"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}},
+	{"eventgrid-image-pushed-traced", "/eventgrid", []string{"Content-Type", "application/json", "aeg-event-type", "Notification",
+		"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate", "rojo=00f067aa0ba902b7"}},
+	{"webhook-push-traced", "/webhooks/acr", []string{"Content-Type", "application/json",
+		"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"}},
 }
 
 func TestGolden(t *testing.T) {

@@ -119,6 +119,12 @@ func (s *Server) handleEventGrid() http.Handler {
 			s.error(w, r, fmt.Errorf("%w: %d events in one request, limit %d (BRIDGE_MAX_EVENTS)", ErrTooLarge, n, s.opts.MaxEvents))
 			return
 		}
+		// An event without a trace context of its own (any Event Grid schema event) takes the delivery's.
+		if reqTrace := cloudevents.TraceOfHeader(r.Header); reqTrace.Parent != "" {
+			for i := range d.Events {
+				d.Events[i].Trace = d.Events[i].Trace.Or(reqTrace)
+			}
+		}
 		b, err := s.prepare(recordOf(w), d, "")
 		if err != nil {
 			s.error(w, r, err)
@@ -142,6 +148,7 @@ func (s *Server) handleWebhook() http.Handler {
 			s.error(w, r, err)
 			return
 		}
+		ev.Trace = cloudevents.TraceOfHeader(r.Header)
 		b, err := s.prepare(recordOf(w), &cloudevents.Delivery{Events: []cloudevents.Event{ev}}, r.PathValue("registry"))
 		if err != nil {
 			s.error(w, r, err)
@@ -283,7 +290,11 @@ func (s *Server) passthrough(ev cloudevents.Event, now time.Time) (*nats.Msg, er
 		return nil, err
 	}
 	if ev.Schema == cloudevents.SchemaCloudEvents && ev.CE == nil && s.opts.Mode == ModeStructured {
-		return passthroughMsg(subj, nil, ev.ID, ev.Raw, s.opts.Mode)
+		msg, err := passthroughMsg(subj, nil, ev.ID, ev.Raw, s.opts.Mode)
+		if err == nil {
+			setTraceHeaders(msg.Header, ev.Trace)
+		}
+		return msg, err
 	}
 	tt := now.UTC()
 	if t, ok := NormalizeTime(ev.Time); ok {
@@ -297,7 +308,11 @@ func (s *Server) passthrough(ev cloudevents.Event, now time.Time) (*nats.Msg, er
 	if ev.Schema == cloudevents.SchemaCloudEvents && ev.CE == nil {
 		raw = ev.Raw
 	}
-	return passthroughMsg(subj, ce, ce.ID(), raw, s.opts.Mode)
+	msg, err := passthroughMsg(subj, ce, ce.ID(), raw, s.opts.Mode)
+	if err == nil {
+		setTraceHeaders(msg.Header, ev.Trace)
+	}
+	return msg, err
 }
 
 // deadLetter builds the dead-letter message of an event as received. A binary-mode CloudEvent's

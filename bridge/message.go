@@ -11,6 +11,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 )
 
 // Mode is how a CloudEvent is laid out in a NATS message (CloudEvents NATS protocol binding, section 3).
@@ -51,11 +53,36 @@ func envelopeMsg(subject string, env *Envelope, mode Mode) *nats.Msg {
 		}
 		h.Set("ce-time", env.Time)
 		h.Set(contentType, env.DataContentType)
+		if env.TraceParent != "" {
+			h.Set("ce-traceparent", env.TraceParent)
+		}
+		if env.TraceState != "" {
+			h.Set("ce-tracestate", env.TraceState)
+		}
 	} else {
 		msg.Data = appendEnvelope(make([]byte, 0, sizeHint(env)), env)
 		msg.Header.Set(contentType, ceJSON)
 	}
+	setTraceHeaders(msg.Header, cloudevents.Trace{Parent: env.TraceParent, State: env.TraceState})
 	return msg
+}
+
+// Trace headers of a message: W3C trace context as NATS users expect it, spelled in lower case, since
+// NATS header names are case-sensitive and OpenTelemetry's propagators read these spellings.
+const (
+	HeaderTraceParent = "traceparent"
+	HeaderTraceState  = "tracestate"
+)
+
+// setTraceHeaders puts a trace context on a message's headers.
+func setTraceHeaders(h nats.Header, t cloudevents.Trace) {
+	if t.Parent == "" {
+		return
+	}
+	h[HeaderTraceParent] = []string{t.Parent}
+	if t.State != "" {
+		h[HeaderTraceState] = []string{t.State}
+	}
 }
 
 // passthroughMsg builds the NATS message of an event passed through unchanged. A structured CloudEvent

@@ -81,6 +81,9 @@ type Event struct {
 	DataVersion string
 	// Headers are the ce-* and Content-Type headers of a binary-mode CloudEvent, as received.
 	Headers map[string][]string
+	// Trace is the event's W3C trace context: a CloudEvent's distributed-tracing extension attributes,
+	// when well formed; else empty, for the request's headers to fill (see Trace.Or).
+	Trace Trace
 }
 
 // Invalid is an element of a batch that is not an event; it is kept, as received, so it can be
@@ -113,6 +116,8 @@ type wireEvent struct {
 	EventType       string          `json:"eventType"`
 	EventTime       string          `json:"eventTime"`
 	DataVersion     string          `json:"dataVersion"`
+	TraceParent     string          `json:"traceparent"`
+	TraceState      string          `json:"tracestate"`
 
 	// data is Data as the one-pass reader parsed it; encoding/json leaves it unset.
 	data jsonscan.Value
@@ -239,10 +244,12 @@ const (
 	wEventType
 	wEventTime
 	wDataVersion
+	wTraceParent
+	wTraceState
 )
 
 var wireFields = jsonscan.NewFields("specversion", "id", "source", "type", "subject", "time",
-	"datacontenttype", "data", "data_base64", "topic", "eventType", "eventTime", "dataVersion")
+	"datacontenttype", "data", "data_base64", "topic", "eventType", "eventTime", "dataVersion", "traceparent", "tracestate")
 
 // readWire reads an event object in one pass, as json.Unmarshal into a wireEvent would. It reports false
 // for anything it is not sure of (see jsonscan.Parse) and for any error, which encoding/json then
@@ -325,6 +332,10 @@ func wireOf(v jsonscan.Value) (wireEvent, bool) {
 			w.EventTime, ok = val.StrOrNull()
 		case wDataVersion:
 			w.DataVersion, ok = val.StrOrNull()
+		case wTraceParent:
+			w.TraceParent, ok = val.StrOrNull()
+		case wTraceState:
+			w.TraceState, ok = val.StrOrNull()
 		}
 		if !ok {
 			return wireEvent{}, false
@@ -389,6 +400,7 @@ func cloudEvent(w wireEvent, raw json.RawMessage) (Event, error) {
 		return Event{}, fmt.Errorf("%w: CloudEvent without required attribute %s", ErrMalformed, strings.Join(missing, ", "))
 	}
 	ev := Event{Schema: SchemaCloudEvents, ID: w.ID, Source: w.Source, Type: w.Type, Subject: w.Subject, Time: w.Time, Raw: raw}
+	ev.Trace = TraceOf(w.TraceParent, w.TraceState)
 	switch {
 	case len(w.Data) > 0 && !isNull(w.Data):
 		ev.Data, ev.Parsed = w.Data, w.data
@@ -436,6 +448,7 @@ func (d Decoder) decodeBinary(header http.Header, body []byte) (*Delivery, error
 		Raw:     body,
 		CE:      ce,
 		Headers: map[string][]string{},
+		Trace:   TraceOf(header.Get("Ce-Traceparent"), header.Get("Ce-Tracestate")),
 	}
 	for k, v := range header {
 		if strings.HasPrefix(strings.ToLower(k), "ce-") || strings.EqualFold(k, "Content-Type") {

@@ -32,13 +32,13 @@ const (
 // Envelope is the message published for every ACR event, whatever way it arrived: a CloudEvent 1.0 whose
 // data always has the shape of EventData. Consumers decode a NATS message into it with DecodeMessage.
 type Envelope struct {
-	SpecVersion     string    `json:"specversion"`
-	ID              string    `json:"id"`
-	Source          string    `json:"source"`
-	Type            string    `json:"type"`
-	Subject         string    `json:"subject,omitempty"`
-	Time            string    `json:"time"`
-	DataContentType string    `json:"datacontenttype"`
+	SpecVersion     string `json:"specversion"`
+	ID              string `json:"id"`
+	Source          string `json:"source"`
+	Type            string `json:"type"`
+	Subject         string `json:"subject,omitempty"`
+	Time            string `json:"time"`
+	DataContentType string `json:"datacontenttype"`
 	// TraceParent and TraceState are the CloudEvents distributed-tracing extension: the W3C trace context
 	// of the event's creator, as it arrived (the event's own attributes, else the delivery's headers).
 	TraceParent string    `json:"traceparent,omitempty"`

@@ -102,6 +102,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // validation handshake, and publishes every event before answering 200.
 func (s *Server) handleEventGrid() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.noteDelivery(recordOf(w), r.Header)
 		body, err := s.readBody(w, r)
 		if err != nil {
 			s.error(w, r, err)
@@ -132,6 +133,23 @@ func (s *Server) handleEventGrid() http.Handler {
 		}
 		s.publishAndAnswer(w, r, b)
 	})
+}
+
+// noteDelivery records Event Grid's delivery metadata: the subscription and the attempt in the request's
+// log record, and in the metrics whether it is a first delivery or a retry (aeg-delivery-count counts the
+// attempts before this one).
+func (s *Server) noteDelivery(rec *record, h http.Header) {
+	rec.subscription = h.Get("Aeg-Subscription-Name")
+	count := h.Get("Aeg-Delivery-Count")
+	if count == "" {
+		return
+	}
+	rec.deliveryCount = count
+	if n, err := strconv.Atoi(count); err == nil && n > 0 {
+		s.metrics.deliveries[1].Inc()
+	} else {
+		s.metrics.deliveries[0].Inc()
+	}
 }
 
 // handleWebhook receives an ACR native webhook: one registry event per POST. The registry comes from the

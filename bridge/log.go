@@ -21,6 +21,9 @@ type record struct {
 	seq           uint64
 	auth          string
 	err           error
+	// deliveryCount and subscription are Event Grid's aeg-delivery-count and aeg-subscription-name.
+	deliveryCount string
+	subscription  string
 }
 
 // recordOf returns the request's record, which logRequests keeps in its ResponseWriter (a record in the
@@ -114,6 +117,12 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		}
 		if rec.auth != "" {
 			attrs = append(attrs, slog.String("auth", rec.auth))
+		}
+		if rec.subscription != "" {
+			attrs = append(attrs, slog.String("aeg_subscription", rec.subscription))
+		}
+		if rec.deliveryCount != "" {
+			attrs = append(attrs, slog.String("aeg_delivery_count", rec.deliveryCount))
 		}
 		if rec.err != nil {
 			attrs = append(attrs, slog.String("error", shortReason(rec.err.Error())))

@@ -31,6 +31,8 @@ type Metrics struct {
 	inflight      prometheus.Gauge
 	batches       *prometheus.CounterVec
 	batchSize     prometheus.Histogram
+	// deliveries are Event Grid's deliveries by attempt: [0] first, [1] retry.
+	deliveries [2]prometheus.Counter
 
 	// receivedBy and requestsBy keep the series already used, so that counting an event or a request
 	// hashes no label values.
@@ -140,6 +142,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, result := range []string{"committed", "refused", "failed"} {
 		m.batches.WithLabelValues(result)
 	}
+	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bridge_eventgrid_deliveries_total",
+		Help: "Event Grid deliveries by attempt (from aeg-delivery-count): first, or retry of one Event Grid did not see answered 200.",
+	}, []string{"attempt"})
+	m.deliveries = [2]prometheus.Counter{deliveries.WithLabelValues("first"), deliveries.WithLabelValues("retry")}
+	reg.MustRegister(deliveries)
 	m.publishedAs = map[string]prometheus.Counter{}
 	for _, kind := range []string{"acr", "ping", "passthrough", "deadletter"} {
 		m.publishedAs[kind] = m.published.WithLabelValues(kind)

@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -119,4 +120,20 @@ func TestTracePulled(t *testing.T) {
 	parent, _ := traceHeaders(t, msgs[0].Header)
 	assert.Equal(t, eventTrace, parent)
 	assert.Equal(t, eventTrace, envelopeOf(t, msgs[0].Data).TraceParent)
+}
+
+// Event Grid's delivery metadata: the subscription and the attempt in the request's log record, retries
+// counted apart.
+func TestEventGridDeliveryMetadata(t *testing.T) {
+	e := newEnv(t, withMetrics)
+	for i, count := range []string{"0", "3"} {
+		code, _, resp := e.post("/eventgrid", []byte(egPush(fmt.Sprintf("meta-%d", i), "web", "1")), "Content-Type", "application/json",
+			"aeg-event-type", "Notification", "aeg-subscription-name", "TO-NATS", "aeg-delivery-count", count)
+		require.Equal(t, 200, code, resp)
+	}
+	assert.Contains(t, e.logs.String(), `"aeg_subscription":"TO-NATS","aeg_delivery_count":"0"`)
+	assert.Contains(t, e.logs.String(), `"aeg_subscription":"TO-NATS","aeg_delivery_count":"3"`)
+	m := e.scrape()
+	assert.Equal(t, 1.0, m[`bridge_eventgrid_deliveries_total{attempt="first"}`])
+	assert.Equal(t, 1.0, m[`bridge_eventgrid_deliveries_total{attempt="retry"}`])
 }

@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 )
@@ -47,6 +50,9 @@ type Options struct {
 	Auth Auth
 	// Metrics records what the bridge does; nil keeps them in a registry of the server's own.
 	Metrics *Metrics
+	// Tracer, when it records (tracing.Enabled), gets a SERVER span per delivery and a PRODUCER span per
+	// message; nil traces nothing.
+	Tracer trace.Tracer
 	// MetricsHandler, when set, is served at GET /metrics.
 	MetricsHandler http.Handler
 }
@@ -64,6 +70,8 @@ type Server struct {
 	tokens        [][sha256.Size]byte
 	metrics       *Metrics
 	mux           *http.ServeMux
+	tracer        trace.Tracer
+	tracing       bool
 	// readyChecks are what /readyz asks besides the publisher; set before serving.
 	readyChecks []func(context.Context) error
 }
@@ -88,6 +96,9 @@ func NewServer(opts Options, pub publisher, log *slog.Logger) *Server {
 	}
 	if s.metrics == nil {
 		s.metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	if opts.Tracer != nil {
+		s.tracer, s.tracing = opts.Tracer, true
 	}
 	s.routes()
 	return s
@@ -180,15 +191,23 @@ func (s *Server) handleWebhook() http.Handler {
 type batch struct {
 	msgs []*nats.Msg
 	// kinds[i] is what msgs[i] is: acr, ping, passthrough or deadletter.
-	kinds      []string
+	kinds []string
+	// templates[i] is msgs[i]'s subject with its registry and repository tokens written as such, and
+	// traces[i] the trace context of the event it carries.
+	templates  []string
+	traces     []cloudevents.Trace
 	validation *cloudevents.Validation
 	dead       int
 	passed     int
 }
 
-func (b *batch) add(msg *nats.Msg, kind string) {
+// add appends msg, what it is, the subject template its publish span is named by, and the trace context
+// of the event it carries.
+func (b *batch) add(msg *nats.Msg, kind, template string, trace cloudevents.Trace) {
 	b.msgs = append(b.msgs, msg)
 	b.kinds = append(b.kinds, kind)
+	b.templates = append(b.templates, template)
+	b.traces = append(b.traces, trace)
 }
 
 // prepare normalises every event of a delivery and builds its message. It publishes nothing, so that a
@@ -206,7 +225,7 @@ func (s *Server) prepare(rec *record, d *cloudevents.Delivery, pathRegistry stri
 		if b.dead < loggedDeadLetters {
 			s.log.Warn("batch element dead-lettered", "reason", shortReason(inv.Reason))
 		}
-		b.add(deadLetterMsg(s.opts.Subjects.DeadLetter(), "", inv.Raw, inv.Reason, "", nil), "deadletter")
+		b.add(deadLetterMsg(s.opts.Subjects.DeadLetter(), "", inv.Raw, inv.Reason, "", nil), "deadletter", s.opts.Subjects.DeadLetter(), cloudevents.Trace{})
 		b.dead++
 	}
 	return b, nil
@@ -248,6 +267,7 @@ func (s *Server) prepareEvent(rec *record, b *batch, ev cloudevents.Event, pathR
 	}
 	msg, err := s.message(ev, n, now)
 	kind := "acr"
+	template := ""
 	var dl deadLetterError
 	switch {
 	case errors.As(err, &dl):
@@ -265,7 +285,12 @@ func (s *Server) prepareEvent(rec *record, b *batch, ev cloudevents.Event, pathR
 		kind = "ping"
 		s.log.Info("ACR webhook ping", "registry", n.Envelope.Data.Registry, "action", n.Envelope.Data.Action, "event_id", n.Envelope.ID)
 	}
-	b.add(msg, kind)
+	if kind == "acr" || kind == "ping" {
+		template = s.opts.Subjects.Template(&n.Envelope)
+	} else {
+		template = msg.Subject // passthrough and dead-letter subjects are their own template
+	}
+	b.add(msg, kind, template, ev.Trace)
 	return nil
 }
 
@@ -351,9 +376,13 @@ func (s *Server) publishAndAnswer(w http.ResponseWriter, r *http.Request, b *bat
 	rec.deadLettered, rec.passedThrough = b.dead, b.passed
 	if len(b.msgs) > 0 {
 		rec.subject = b.msgs[0].Subject
+		// The mux's pattern is the method and the route: "POST /eventgrid", a span name of few values.
+		finish := s.startSpans(r.Context(), r.Pattern, cloudevents.TraceOfHeader(r.Header), b,
+			attribute.String("http.request.method", r.Method), attribute.String("http.route", strings.TrimPrefix(r.Pattern, r.Method+" ")))
 		start := time.Now()
 		acks, err := s.pub.Publish(r.Context(), b.msgs)
 		s.metrics.publishTime.Observe(time.Since(start).Seconds())
+		finish(acks, err)
 		if err != nil {
 			s.error(w, r, err)
 			return

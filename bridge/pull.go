@@ -84,6 +84,7 @@ func (s *Server) DeliverPulled(ctx context.Context, events []json.RawMessage) ([
 	if len(b.msgs) == 0 {
 		return results, summary
 	}
+	finish := s.startSpans(ctx, "receive namespace events", cloudevents.Trace{}, b)
 	start := time.Now()
 	acks, err := s.pub.Publish(ctx, b.msgs)
 	s.metrics.publishTime.Observe(time.Since(start).Seconds())
@@ -91,6 +92,7 @@ func (s *Server) DeliverPulled(ctx context.Context, events []json.RawMessage) ([
 		// One message or more is over NATS's max payload: each on its own, so that only those are refused.
 		acks, err = s.publishEach(ctx, b.msgs, owner, results)
 	}
+	finish(acks, err)
 	if err != nil {
 		for _, i := range owner {
 			if results[i].Outcome == Stored && results[i].Err == nil {

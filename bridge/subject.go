@@ -71,6 +71,16 @@ func (s Subjects) For(env *Envelope) (string, error) {
 	return checkLen(b.String())
 }
 
+// Template is the subject of env with its registry and repository tokens written {registry} and
+// {repository}: acr.image.pushed.{registry}.{repository}, acr.ping.{registry}. Traces name publish spans
+// by it, so that span names stay few whatever the repositories.
+func (s Subjects) Template(env *Envelope) string {
+	if env.Type == TypePing {
+		return s.Prefix + ".ping.{registry}"
+	}
+	return s.Prefix + "." + verbs[env.Type] + ".{registry}.{repository}"
+}
+
 // DeadLetter returns the dead-letter subject.
 func (s Subjects) DeadLetter() string { return s.Prefix + ".deadletter" }
 

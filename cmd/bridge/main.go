@@ -22,6 +22,7 @@ import (
 	"github.com/natsbridge/acr-nats-bridge/bridge"
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 	"github.com/natsbridge/acr-nats-bridge/config"
+	"github.com/natsbridge/acr-nats-bridge/tracing"
 )
 
 func main() {
@@ -114,6 +115,22 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	reg := newRegistry(conn.nc)
 	opts.Metrics = bridge.NewMetrics(reg)
+	tp, shutdownTracing, err := tracing.Setup(ctx, tracing.DefaultServiceName)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Once the HTTP server has stopped, so that the spans of the last deliveries are flushed too.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(sctx); err != nil {
+			log.Warn("flushing spans", "error", err.Error())
+		}
+	}()
+	if tracing.Enabled(tp) {
+		opts.Tracer = tp.Tracer("github.com/natsbridge/acr-nats-bridge")
+		log.Info("tracing with OpenTelemetry", "exporter", os.Getenv("OTEL_TRACES_EXPORTER"), "service_name", envOr("OTEL_SERVICE_NAME", tracing.DefaultServiceName))
+	}
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	if cfg.MetricsAddr == "" {
 		opts.MetricsHandler = metricsHandler

@@ -12,8 +12,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/natsbridge/acr-nats-bridge/bridge"
+	"github.com/natsbridge/acr-nats-bridge/tracing"
 )
 
 // runTail prints the events arriving on a subject, one line each, until ctx ends. By default it is a
@@ -45,7 +48,24 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("connect to %s: %w", redactURL(*server), err)
 	}
 	defer nc.Close()
+	// With OTEL_* tracing on, each message printed is a CONSUMER span continuing the trace its headers
+	// carry: the child of the bridge's publish span.
+	tp, shutdown, err := tracing.Setup(ctx, "acr-nats-bridge-tail")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(sctx)
+	}()
+	tracer := tp.Tracer("github.com/natsbridge/acr-nats-bridge/tail")
 	show := func(h nats.Header, subject string, data []byte) {
+		mctx := tracing.Propagator.Extract(ctx, tracing.Header(h))
+		_, span := tracer.Start(mctx, "process "+subject, trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "process"),
+				attribute.String("messaging.destination.name", subject), attribute.String("messaging.message.id", h.Get("Nats-Msg-Id"))))
+		defer span.End()
 		if *raw {
 			fmt.Fprintf(stdout, "%s\n", data)
 			return

@@ -1,0 +1,96 @@
+package bridge
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+	"github.com/natsbridge/acr-nats-bridge/tracing"
+)
+
+// maxLinks bounds the links of a delivery span to the events it carries (a batch may hold 5000).
+const maxLinks = 128
+
+// contextOf is the span context of a W3C trace context, invalid when there is none.
+func contextOf(t cloudevents.Trace) trace.SpanContext {
+	if t.Parent == "" {
+		return trace.SpanContext{}
+	}
+	carrier := propagation.MapCarrier{"traceparent": t.Parent}
+	if t.State != "" {
+		carrier["tracestate"] = t.State
+	}
+	return trace.SpanContextFromContext(tracing.Propagator.Extract(context.Background(), carrier))
+}
+
+// startSpans starts the SERVER span of a delivery named name and a PRODUCER span per message of b, and
+// writes each producer span's context into its message's trace headers, so that a consumer's span is its
+// child (the envelope keeps the creator's context). The delivery span is the child of the delivery's own
+// trace context (the request's traceparent header); else, for a delivery of one event, of that event's;
+// else a root linked to the events' contexts. finish ends the spans by the outcome of the publish.
+// Without tracing it does nothing: the messages keep the incoming context.
+func (s *Server) startSpans(ctx context.Context, name string, delivery cloudevents.Trace, b *batch, attrs ...attribute.KeyValue) (finish func(acks []Ack, err error)) {
+	if !s.tracing || len(b.msgs) == 0 {
+		return func([]Ack, error) {}
+	}
+	parent := contextOf(delivery)
+	var links []trace.Link
+	if !parent.IsValid() {
+		if len(b.msgs) == 1 {
+			parent = contextOf(b.traces[0])
+		} else {
+			for _, t := range b.traces {
+				if sc := contextOf(t); sc.IsValid() && len(links) < maxLinks {
+					links = append(links, trace.Link{SpanContext: sc})
+				}
+			}
+		}
+	}
+	if parent.IsValid() {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
+	}
+	ctx, server := s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithLinks(links...),
+		trace.WithAttributes(append(attrs, attribute.Int("messaging.batch.message_count", len(b.msgs)))...))
+	producers := make([]trace.Span, len(b.msgs))
+	for i, m := range b.msgs {
+		opts := []trace.SpanStartOption{
+			trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(
+				attribute.String("messaging.system", "nats"),
+				attribute.String("messaging.operation.name", "publish"),
+				attribute.String("messaging.operation.type", "send"),
+				attribute.String("messaging.destination.name", m.Subject),
+				attribute.String("messaging.destination.template", b.templates[i]),
+				attribute.String("messaging.message.id", m.Header.Get("Nats-Msg-Id")),
+			),
+		}
+		if sc := contextOf(b.traces[i]); sc.IsValid() && !sc.Equal(parent) {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+		}
+		pctx, span := s.tracer.Start(ctx, "publish "+b.templates[i], opts...)
+		tracing.Propagator.Inject(pctx, tracing.Header(m.Header))
+		producers[i] = span
+	}
+	return func(acks []Ack, err error) {
+		for i, span := range producers {
+			switch {
+			case err != nil:
+				span.RecordError(err)
+				span.SetStatus(codes.Error, "not stored")
+			case i < len(acks) && acks[i].Stream != "":
+				span.SetAttributes(attribute.Int64("messaging.nats.stream.sequence", int64(acks[i].Sequence)),
+					attribute.Bool("messaging.nats.duplicate", acks[i].Duplicate))
+			}
+			span.End()
+		}
+		if err != nil {
+			server.RecordError(err)
+			server.SetStatus(codes.Error, "not stored")
+		}
+		server.End()
+	}
+}

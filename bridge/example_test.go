@@ -8,6 +8,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/natsbridge/acr-nats-bridge/bridge"
 )
@@ -86,6 +89,12 @@ func Example_consumer() {
 			_ = m.Nak()
 			return
 		}
+		// Continue the trace: with OpenTelemetry set up, this span is the child of the bridge's publish
+		// span, named by the message's traceparent header (spelled in lower case: NATS header names are
+		// case-sensitive, so the carrier reads them as they are).
+		mctx := propagation.TraceContext{}.Extract(ctx, natsCarrier(m.Headers()))
+		_, span := otel.Tracer("deploy-bot").Start(mctx, "deploy "+env.Data.Target.Repository, trace.WithSpanKind(trace.SpanKindConsumer))
+		defer span.End()
 		fmt.Println("deploy", env.Data.Target.Repository+":"+env.Data.Target.Tag)
 		_ = m.Ack()
 	})
@@ -94,4 +103,24 @@ func Example_consumer() {
 	}
 	defer cc.Stop()
 	<-ctx.Done()
+}
+
+// natsCarrier is a NATS header as an OpenTelemetry propagation carrier, keys as they are.
+type natsCarrier nats.Header
+
+func (c natsCarrier) Get(key string) string {
+	if v := c[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c natsCarrier) Set(key, value string) { c[key] = []string{value} }
+
+func (c natsCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
 }

@@ -70,9 +70,10 @@ func TestComposeFile(t *testing.T) {
 	assert.Equal(t, "8080", bridge.Ports[0].Published)
 	known := configVars()
 	for name := range bridge.Environment {
-		assert.True(t, known[name], "bridge environment %s is not a BRIDGE_* setting", name)
+		assert.True(t, known[name] || strings.HasPrefix(name, "OTEL_"), "bridge environment %s is neither a BRIDGE_* setting nor OpenTelemetry's", name)
 	}
 	assert.Equal(t, "nats://nats:4222", *bridge.Environment["BRIDGE_NATS_URL"])
+	assert.Equal(t, "none", *bridge.Environment["OTEL_TRACES_EXPORTER"], "tracing off unless asked for")
 	require.NotNil(t, bridge.HealthCheck)
 	assert.Equal(t, []string{"CMD", "/bridge", "healthcheck"}, []string(bridge.HealthCheck.Test))
 	assert.Equal(t, "service_healthy", bridge.DependsOn["nats"].Condition)
@@ -83,8 +84,19 @@ func TestComposeFile(t *testing.T) {
 	assert.Contains(t, []string(consumer.Command), "--durable")
 	assert.Equal(t, "service_healthy", consumer.DependsOn["bridge"].Condition)
 	for name := range consumer.Environment {
-		assert.True(t, known[name], "consumer environment %s is not a BRIDGE_* setting", name)
+		assert.True(t, known[name] || strings.HasPrefix(name, "OTEL_"), "consumer environment %s is neither a BRIDGE_* setting nor OpenTelemetry's", name)
 	}
+
+	// The tracing profile: a Jaeger that takes OTLP/HTTP where the bridge and the consumer send it.
+	tracingOpts, err := cli.NewProjectOptions([]string{filepath.Join("..", "docker-compose.yml")},
+		cli.WithWorkingDirectory(".."), cli.WithOsEnv, cli.WithProfiles([]string{"tracing"}))
+	require.NoError(t, err)
+	tp, err := tracingOpts.LoadProject(context.Background())
+	require.NoError(t, err)
+	jaeger, err := tp.GetService("jaeger")
+	require.NoError(t, err)
+	assert.Contains(t, jaeger.Image, "jaeger")
+	assert.Equal(t, "http://jaeger:4318", *bridge.Environment["OTEL_EXPORTER_OTLP_ENDPOINT"])
 
 	// The environment compose gives the bridge is a valid configuration.
 	for name, v := range bridge.Environment {
@@ -110,7 +122,7 @@ func TestComposeTLSOverride(t *testing.T) {
 	require.NoError(t, err)
 	known := configVars()
 	for name := range bridge.Environment {
-		assert.True(t, known[name], "bridge environment %s is not a BRIDGE_* setting", name)
+		assert.True(t, known[name] || strings.HasPrefix(name, "OTEL_"), "bridge environment %s is neither a BRIDGE_* setting nor OpenTelemetry's", name)
 	}
 	assert.Equal(t, "/certs/tls.crt", *bridge.Environment["BRIDGE_TLS_CERT_FILE"])
 	assert.Equal(t, "/certs/tls.key", *bridge.Environment["BRIDGE_TLS_KEY_FILE"])

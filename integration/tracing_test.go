@@ -199,3 +199,36 @@ func TestTracingEndToEnd(t *testing.T) {
 		assert.True(t, producerIDs[c.parentID()], "the consumer span is the child of a producer span")
 	}
 }
+
+// Tracing is off unless OTEL_TRACES_EXPORTER asks for it, whatever else is set: nothing dials out unasked,
+// and the incoming context passes through unchanged in the message's header.
+func TestTracingOffByDefault(t *testing.T) {
+	recv := newOTLPReceiver(t)
+	natsPort := freePort(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := start(t, []string{"BRIDGE_LISTEN_ADDR=" + listen, fmt.Sprintf("BRIDGE_EMBEDDED_NATS_ADDR=127.0.0.1:%d", natsPort),
+		"BRIDGE_EMBEDDED_NATS_DIR=" + t.TempDir(), "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.url, "OTEL_BSP_SCHEDULE_DELAY=100"}, bridgeBin)
+	require.Eventually(t, func() bool { code, _ := readyz(listen); return code == 200 }, 20*time.Second, 20*time.Millisecond)
+	const incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	req, err := http.NewRequest(http.MethodPost, "http://"+listen+"/eventgrid", strings.NewReader(batchBody("untraced", 0, 1)))
+	require.NoError(t, err)
+	req.Header.Set("traceparent", incoming)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	time.Sleep(500 * time.Millisecond)
+	assert.Empty(t, recv.find(func(otlpSpan) bool { return true }), "no span exported")
+	assert.NotContains(t, p.out.String(), "tracing with OpenTelemetry")
+
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	str, err := js.Stream(context.Background(), "ACR_EVENTS")
+	require.NoError(t, err)
+	m, err := str.GetMsg(context.Background(), 1)
+	require.NoError(t, err)
+	assert.Equal(t, []string{incoming}, m.Header["traceparent"])
+}

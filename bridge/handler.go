@@ -285,9 +285,12 @@ func (s *Server) prepareEvent(rec *record, b *batch, ev cloudevents.Event, pathR
 		kind = "ping"
 		s.log.Info("ACR webhook ping", "registry", n.Envelope.Data.Registry, "action", n.Envelope.Data.Action, "event_id", n.Envelope.ID)
 	}
-	if kind == "acr" || kind == "ping" {
+	switch {
+	case !s.tracing:
+		// Only spans are named by it.
+	case kind == "acr" || kind == "ping":
 		template = s.opts.Subjects.Template(&n.Envelope)
-	} else {
+	default:
 		template = msg.Subject // passthrough and dead-letter subjects are their own template
 	}
 	b.add(msg, kind, template, ev.Trace)

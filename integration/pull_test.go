@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -50,12 +51,23 @@ func readyz(listen string) (int, string) {
 // The built bridge pulls from a stand-in namespace: every event stored once and acknowledged once;
 // SIGKILLed mid-pull, its locks expire, the events come again, and each is still stored once.
 func TestPullBinary(t *testing.T) {
-	ns := namespacetest.New(t, namespacetest.Options{LockDuration: 2 * time.Second, MaxWaitScale: 50})
+	// The bridge is killed at its first acknowledgement of the second wave: its events are stored, their
+	// locks held, and the acknowledgement never arrives.
+	var first *proc
+	var killAt atomic.Bool
+	ns := namespacetest.New(t, namespacetest.Options{LockDuration: 2 * time.Second, MaxWaitScale: 50,
+		BeforeAcknowledge: func([]string) bool {
+			if killAt.CompareAndSwap(true, false) {
+				_ = first.cmd.Process.Kill()
+				return false
+			}
+			return true
+		}})
 	port := freePort(t)
 	natsServerSyncAlways(t, port, t.TempDir())
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	first := pullingBridge(t, ns, natsURL, listen, ns.Key)
+	first = pullingBridge(t, ns, natsURL, listen, ns.Key)
 
 	const n = 3000
 	for i := range n / 2 {
@@ -67,10 +79,11 @@ func TestPullBinary(t *testing.T) {
 
 	// Killed with events under way: what it had received and not acknowledged comes again once its
 	// locks expire, to the bridge started after it.
+	killAt.Store(true)
 	for i := range n / 2 {
 		ns.Publish(ceEvent(fmt.Sprintf("second-%d", i)))
 	}
-	require.Eventually(t, func() bool { return len(ns.Acknowledged()) > n/2 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return !killAt.Load() }, 10*time.Second, time.Millisecond)
 	first.stop(syscall.SIGKILL)
 	pullingBridge(t, ns, natsURL, listen, ns.Key)
 	require.Eventually(t, func() bool { return ns.Outstanding() == 0 }, 60*time.Second, 50*time.Millisecond)

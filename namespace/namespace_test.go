@@ -213,12 +213,13 @@ func TestPullStoresAndAcknowledges(t *testing.T) {
 	var early []string
 	ready := make(chan struct{})
 	opts := rigOptions{}
-	opts.namespace.BeforeAcknowledge = func(acking []string) {
+	opts.namespace.BeforeAcknowledge = func(acking []string) bool {
 		<-ready
 		ackedSoFar += len(acking)
 		if stored := len(r.stored()); stored < ackedSoFar {
 			early = append(early, fmt.Sprintf("%d acknowledged with %d stored", ackedSoFar, stored))
 		}
+		return true
 	}
 	r = newRig(t, opts)
 	close(ready)

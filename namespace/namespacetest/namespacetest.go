@@ -51,8 +51,9 @@ type Options struct {
 	Tokens    func(ctx context.Context, token string) (clientID string, err error)
 	Receivers []string
 	// BeforeAcknowledge, when set, is called with the ids of the events an acknowledge request is about
-	// to acknowledge, before it does: a test can check that the events are stored by then.
-	BeforeAcknowledge func(ids []string)
+	// to acknowledge, before it does: a test can check that the events are stored by then. When it returns
+	// false the request fails with 500 and acknowledges nothing, as if it never arrived.
+	BeforeAcknowledge func(ids []string) bool
 }
 
 // DeadLetter is an event the subscription dead-lettered.
@@ -452,7 +453,10 @@ func (n *Namespace) settle(w http.ResponseWriter, r *http.Request, op string) {
 				ids = append(ids, n.entries[i].id)
 			}
 		}
-		n.opts.BeforeAcknowledge(ids)
+		if !n.opts.BeforeAcknowledge(ids) {
+			writeError(w, http.StatusInternalServerError, "InternalServerError", "the acknowledgement was lost")
+			return
+		}
 	}
 	succeeded, failed := []string{}, []failedLockToken{}
 	for _, tok := range req.LockTokens {

@@ -13,92 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 	"github.com/natsbridge/acr-nats-bridge/internal/jsonscan"
 )
-
-// The CloudEvents types of the envelope. The first four are Event Grid's own ACR event types; the native
-// webhook's actions push, delete, chart_push and chart_delete map onto them. Event Grid has no type for
-// quarantine or ping, so the bridge names them in the same family.
-const (
-	TypeImagePushed      = "Microsoft.ContainerRegistry.ImagePushed"
-	TypeImageDeleted     = "Microsoft.ContainerRegistry.ImageDeleted"
-	TypeChartPushed      = "Microsoft.ContainerRegistry.ChartPushed"
-	TypeChartDeleted     = "Microsoft.ContainerRegistry.ChartDeleted"
-	TypeImageQuarantined = "Microsoft.ContainerRegistry.ImageQuarantined"
-	TypePing             = "Microsoft.ContainerRegistry.Ping"
-)
-
-// Envelope is the message published for every ACR event, whatever way it arrived: a CloudEvent 1.0 whose
-// data always has the shape of EventData. Consumers decode a NATS message into it with DecodeMessage.
-type Envelope struct {
-	SpecVersion     string `json:"specversion"`
-	ID              string `json:"id"`
-	Source          string `json:"source"`
-	Type            string `json:"type"`
-	Subject         string `json:"subject,omitempty"`
-	Time            string `json:"time"`
-	DataContentType string `json:"datacontenttype"`
-	// TraceParent and TraceState are the CloudEvents distributed-tracing extension: the W3C trace context
-	// of the event's creator, as it arrived (the event's own attributes, else the delivery's headers).
-	TraceParent string    `json:"traceparent,omitempty"`
-	TraceState  string    `json:"tracestate,omitempty"`
-	Data        EventData `json:"data"`
-}
-
-// EventData is the ACR event (the native webhook body and Event Grid's data are the same schema), made
-// whole: the registry it happened in and the way it arrived are added, absent fields stay absent.
-type EventData struct {
-	Registry          string             `json:"registry"`
-	Origin            string             `json:"origin"`
-	ID                string             `json:"id,omitempty"`
-	Action            string             `json:"action,omitempty"`
-	Timestamp         string             `json:"timestamp,omitempty"`
-	Location          string             `json:"location,omitempty"`
-	Target            *Target            `json:"target,omitempty"`
-	Request           *Request           `json:"request,omitempty"`
-	Actor             *Actor             `json:"actor,omitempty"`
-	Source            *Source            `json:"source,omitempty"`
-	ConnectedRegistry *ConnectedRegistry `json:"connectedRegistry,omitempty"`
-}
-
-// Target is the artifact the event is about. Size and Length are pointers because 0 is a size.
-type Target struct {
-	MediaType  string `json:"mediaType,omitempty"`
-	Size       *int64 `json:"size,omitempty"`
-	Digest     string `json:"digest,omitempty"`
-	Length     *int64 `json:"length,omitempty"`
-	Repository string `json:"repository,omitempty"`
-	Tag        string `json:"tag,omitempty"`
-	URL        string `json:"url,omitempty"`
-	Name       string `json:"name,omitempty"`
-	Version    string `json:"version,omitempty"`
-}
-
-// Request is the registry request that caused the event.
-type Request struct {
-	ID        string `json:"id,omitempty"`
-	Host      string `json:"host,omitempty"`
-	Method    string `json:"method,omitempty"`
-	UserAgent string `json:"useragent,omitempty"`
-	Addr      string `json:"addr,omitempty"`
-}
-
-// Actor is who caused the event.
-type Actor struct {
-	Name string `json:"name,omitempty"`
-}
-
-// Source is the registry node that generated the event.
-type Source struct {
-	Addr       string `json:"addr,omitempty"`
-	InstanceID string `json:"instanceID,omitempty"`
-}
-
-// ConnectedRegistry names the connected (on-premises) registry an event came from.
-type ConnectedRegistry struct {
-	Name string `json:"name,omitempty"`
-}
 
 // Kind is what the bridge does with an event.
 type Kind int
@@ -138,17 +56,6 @@ var actionTypes = map[string]string{
 	"chart_delete": TypeChartDeleted,
 	"quarantine":   TypeImageQuarantined,
 }
-
-var acrTypes = map[string]bool{
-	TypeImagePushed:  true,
-	TypeImageDeleted: true,
-	TypeChartPushed:  true,
-	TypeChartDeleted: true,
-}
-
-// IsACRType reports whether t is one of the four Event Grid ACR event types the bridge normalises. Other
-// Microsoft.ContainerRegistry.* types are passed through rather than guessed at.
-func IsACRType(t string) bool { return acrTypes[t] }
 
 // Normalize turns one inbound event into its envelope. pathRegistry is the registry named by the webhook
 // URL, if any; now is the receive time, the last fallback for the event time. It never fails: an event
@@ -201,7 +108,7 @@ func (n Normalizer) Normalize(ev cloudevents.Event, pathRegistry string, now tim
 		ID:              id,
 		Source:          source,
 		Type:            typ,
-		Subject:         data.Target.subject(),
+		Subject:         data.Target.Subject(),
 		Time:            t,
 		DataContentType: "application/json",
 		TraceParent:     ev.Trace.Parent,
@@ -277,21 +184,6 @@ func tidy(d *EventData) {
 	}
 }
 
-// subject is the CloudEvents subject Event Grid gives ACR events: repo:tag, else repo@digest, else repo.
-// An event without a repository has no subject.
-func (t *Target) subject() string {
-	if t == nil || t.Repository == "" {
-		return ""
-	}
-	switch {
-	case t.Tag != "":
-		return t.Repository + ":" + t.Tag
-	case t.Digest != "":
-		return t.Repository + "@" + t.Digest
-	}
-	return t.Repository
-}
-
 // registry picks the registry name in the documented order: the webhook path, the Event Grid topic or
 // CloudEvents source, the first label of request.host, the configured default, else "_".
 func (n Normalizer) registry(path, topic string, req *Request) string {
@@ -309,7 +201,7 @@ func (n Normalizer) registry(path, topic string, req *Request) string {
 	if n.DefaultRegistry != "" {
 		return strings.ToLower(n.DefaultRegistry)
 	}
-	return emptyToken
+	return acrevent.EmptyToken
 }
 
 // RegistryFromHost returns the registry name of a login server host: myregistry.azurecr.io -> myregistry.

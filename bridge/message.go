@@ -26,14 +26,9 @@ const (
 	ModeBinary Mode = "binary"
 )
 
-// Header names the bridge sets beyond the CloudEvents ones.
 const (
-	// HeaderError carries the reason a dead-lettered event could not be normalised.
-	HeaderError = "Bridge-Error"
-	// HeaderOrigin carries the wire format a dead-lettered event arrived in.
-	HeaderOrigin = "Bridge-Origin"
-	contentType  = "Content-Type"
-	ceJSON       = "application/cloudevents+json"
+	contentType = "Content-Type"
+	ceJSON      = "application/cloudevents+json"
 )
 
 // envelopeMsg builds the NATS message of an envelope. Nats-Msg-Id is the event id, so that JetStream

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 )
 
@@ -117,7 +118,7 @@ func requirePublishable(t *testing.T, m *nats.Msg) {
 	if !strings.HasPrefix(m.Subject, "acr.") && !strings.HasPrefix(m.Subject, "eventgrid.") {
 		t.Fatalf("subject %q is outside the bridge's prefixes", m.Subject)
 	}
-	if len(m.Subject) > maxSubjectLen {
+	if len(m.Subject) > acrevent.MaxSubjectLen {
 		t.Fatalf("subject of %d bytes", len(m.Subject))
 	}
 	for _, tok := range strings.Split(m.Subject, ".") {

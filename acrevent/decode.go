@@ -1,4 +1,4 @@
-package bridge
+package acrevent
 
 import (
 	"encoding/json"
@@ -41,7 +41,7 @@ func DecodeEnvelope(header nats.Header, data []byte) (*Envelope, error) {
 			Type:            get("ce-type"),
 			Subject:         get("ce-subject"),
 			Time:            get("ce-time"),
-			DataContentType: get(contentType),
+			DataContentType: get("Content-Type"),
 			TraceParent:     get("ce-traceparent"),
 			TraceState:      get("ce-tracestate"),
 		}
@@ -66,3 +66,11 @@ func DecodeEnvelope(header nats.Header, data []byte) (*Envelope, error) {
 }
 
 func isEnvelopeType(t string) bool { return IsACRType(t) || t == TypeImageQuarantined || t == TypePing }
+
+// Header names the bridge sets beyond the CloudEvents ones, on dead letters.
+const (
+	// HeaderError carries the reason a dead-lettered event could not be normalised.
+	HeaderError = "Bridge-Error"
+	// HeaderOrigin carries the wire format a dead-lettered event arrived in.
+	HeaderOrigin = "Bridge-Origin"
+)

@@ -1,4 +1,4 @@
-package bridge_test
+package acrevent_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/natsbridge/acr-nats-bridge/bridge"
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 )
 
 // A message as the bridge publishes it in the default, structured mode, decoded by a consumer.
@@ -25,14 +25,14 @@ func ExampleDecodeMessage() {
 			"datacontenttype":"application/json","data":{"registry":"myregistry","origin":"webhook","action":"push",
 			"target":{"repository":"team/web","tag":"v1","digest":"sha256:0123","size":524}}}`),
 	}
-	env, err := bridge.DecodeMessage(msg)
+	env, err := acrevent.DecodeMessage(msg)
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(env.Type)
 	fmt.Println(env.Data.Registry, env.Data.Target.Repository, env.Data.Target.Tag, env.Data.Target.Digest, *env.Data.Target.Size)
 
-	parts, err := bridge.Subjects{Prefix: "acr"}.ParseSubject(msg.Subject)
+	parts, err := acrevent.Subjects{Prefix: "acr"}.ParseSubject(msg.Subject)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func ExampleDecodeEnvelope_binaryMode() {
 		"Ce-Type": {"Microsoft.ContainerRegistry.ImageDeleted"}, "Ce-Time": {"2024-05-01T10:00:00Z"},
 		"Content-Type": {"application/json"},
 	}
-	env, err := bridge.DecodeEnvelope(h, []byte(`{"registry":"myregistry","origin":"eventgrid","target":{"repository":"team/web","digest":"sha256:0123"}}`))
+	env, err := acrevent.DecodeEnvelope(h, []byte(`{"registry":"myregistry","origin":"eventgrid","target":{"repository":"team/web","digest":"sha256:0123"}}`))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -80,8 +80,8 @@ func Example_consumer() {
 		log.Fatal(err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		env, err := bridge.DecodeEnvelope(m.Headers(), m.Data())
-		if errors.Is(err, bridge.ErrNotEnvelope) {
+		env, err := acrevent.DecodeEnvelope(m.Headers(), m.Data())
+		if errors.Is(err, acrevent.ErrNotEnvelope) {
 			_ = m.Term() // not an ACR event: never redeliver
 			return
 		}

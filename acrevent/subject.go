@@ -1,4 +1,4 @@
-package bridge
+package acrevent
 
 import (
 	"errors"
@@ -6,16 +6,16 @@ import (
 	"strings"
 )
 
-// emptyToken stands for a missing or empty registry, repository or path component. No valid OCI name is
+// EmptyToken stands for a missing or empty registry, repository or path component. No valid OCI name is
 // "_", and a component that really is "_" is escaped as %5F, so the token is never ambiguous.
-const emptyToken = "_"
+const EmptyToken = "_"
 
-// maxSubjectLen bounds the subjects the bridge builds. NATS refuses a protocol line longer than its
+// MaxSubjectLen bounds the subjects the bridge builds. NATS refuses a protocol line longer than its
 // max_control_line (4 KiB by default) by closing the connection, so a hostile repository name must never
 // get that far; ACR repository names are far shorter.
-const maxSubjectLen = 2048
+const MaxSubjectLen = 2048
 
-// ErrSubjectTooLong is returned for a subject over maxSubjectLen bytes.
+// ErrSubjectTooLong is returned for a subject over MaxSubjectLen bytes.
 var ErrSubjectTooLong = errors.New("subject too long")
 
 // Subjects names the NATS subjects the bridge publishes to:
@@ -40,7 +40,7 @@ var verbs = map[string]string{
 // For returns the subject of an envelope.
 func (s Subjects) For(env *Envelope) (string, error) {
 	registry := env.Data.Registry
-	if registry == emptyToken {
+	if registry == EmptyToken {
 		// The registry of an event that names none; registry names are alphanumeric, never "_".
 		registry = ""
 	}
@@ -96,8 +96,8 @@ func (s Subjects) ForPassthrough(eventType string) (string, error) {
 }
 
 func checkLen(subject string) (string, error) {
-	if len(subject) > maxSubjectLen {
-		return "", fmt.Errorf("%w: %d bytes, limit %d", ErrSubjectTooLong, len(subject), maxSubjectLen)
+	if len(subject) > MaxSubjectLen {
+		return "", fmt.Errorf("%w: %d bytes, limit %d", ErrSubjectTooLong, len(subject), MaxSubjectLen)
 	}
 	return subject, nil
 }
@@ -112,7 +112,7 @@ func EncodeRepository(repo string) string {
 
 func writeRepository(b *strings.Builder, repo string) {
 	if repo == "" {
-		b.WriteString(emptyToken)
+		b.WriteString(EmptyToken)
 		return
 	}
 	first := true
@@ -127,7 +127,7 @@ func writeRepository(b *strings.Builder, repo string) {
 
 // DecodeRepository reverses EncodeRepository.
 func DecodeRepository(tokens string) (string, error) {
-	if tokens == emptyToken {
+	if tokens == EmptyToken {
 		return "", nil
 	}
 	parts := strings.Split(tokens, ".")
@@ -147,7 +147,7 @@ const upperHex = "0123456789ABCDEF"
 // upper-case hex, so ".", "*", ">", "$", white space and control bytes never reach a subject; an empty
 // string is "_", and the string "_" itself is "%5F".
 func EncodeToken(s string) string {
-	literal := s != "" && s != emptyToken
+	literal := s != "" && s != EmptyToken
 	for i := 0; literal && i < len(s); i++ {
 		literal = tokenSafe(s[i])
 	}
@@ -162,9 +162,9 @@ func EncodeToken(s string) string {
 func writeToken(b *strings.Builder, s string) {
 	switch s {
 	case "":
-		b.WriteString(emptyToken)
+		b.WriteString(EmptyToken)
 		return
-	case emptyToken:
+	case EmptyToken:
 		b.WriteString("%5F")
 		return
 	}
@@ -186,7 +186,7 @@ var ErrBadToken = errors.New("not an encoded subject token")
 
 // DecodeToken reverses EncodeToken: "_" is the empty string and %XX a byte.
 func DecodeToken(tok string) (string, error) {
-	if tok == emptyToken {
+	if tok == EmptyToken {
 		return "", nil
 	}
 	if tok == "" {

@@ -142,6 +142,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, result := range []string{"committed", "refused", "failed"} {
 		m.batches.WithLabelValues(result)
 	}
+	// Every reason exists from the start, so alerts and dashboards see 0 rather than no series.
+	for _, reason := range []string{"malformed", "unauthorized", "keys_unavailable", "too_large",
+		"overloaded", "unavailable", "internal"} {
+		m.rejected.WithLabelValues(reason)
+	}
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bridge_eventgrid_deliveries_total",
 		Help: "Event Grid deliveries by attempt (from aeg-delivery-count): first, or retry of one Event Grid did not see answered 200.",

@@ -90,7 +90,7 @@ type k8sContainer struct {
 }
 
 type k8sProbe struct {
-	HTTPGet struct{ Path, Port string } `yaml:"httpGet"`
+	HTTPGet struct{ Path, Port, Scheme string } `yaml:"httpGet"`
 }
 
 // TestKubernetesManifests parses every Kubernetes manifest and checks it against the bridge: settings it
@@ -100,22 +100,47 @@ func TestKubernetesManifests(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "deployments", "kubernetes", "*.yaml"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
-	objects := map[string]k8sObject{}
+	var all []byte
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		require.NoError(t, err)
-		dec := yaml.NewDecoder(strings.NewReader(string(b)))
-		for {
-			var o k8sObject
-			err := dec.Decode(&o)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			require.NoError(t, err, f)
-			objects[o.Kind] = o
-		}
+		all = append(append(all, b...), "\n---\n"...)
 	}
-	for _, kind := range []string{"Secret", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"} {
+	objects := k8sObjects(t, all)
+	checkWorkload(t, objects)
+	// cert-manager's Certificate for HTTPS served by the bridge: a Secret with the tls.crt and tls.key the
+	// comment tells the Deployment to mount.
+	cert := objects["Certificate"]
+	assert.Equal(t, "acr-nats-bridge-tls", cert.Spec.SecretName)
+	assert.NotEmpty(t, cert.Spec.DNSNames)
+}
+
+// k8sObjects decodes a stream of YAML documents, by kind (one object of each).
+func k8sObjects(t *testing.T, b []byte) map[string]k8sObject {
+	t.Helper()
+	objects := map[string]k8sObject{}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	for {
+		var o k8sObject
+		err := dec.Decode(&o)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		if o.Kind == "" {
+			continue
+		}
+		require.NotContains(t, objects, o.Kind, "one %s", o.Kind)
+		objects[o.Kind] = o
+	}
+	return objects
+}
+
+// checkWorkload checks the Deployment, its Service, PDB and HPA against the bridge. A setting read from a
+// Secret that is not among the objects (made ahead by the user) gets a placeholder value.
+func checkWorkload(t *testing.T, objects map[string]k8sObject) {
+	t.Helper()
+	for _, kind := range []string{"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"} {
 		require.Contains(t, objects, kind)
 	}
 	dep := objects["Deployment"]
@@ -124,7 +149,7 @@ func TestKubernetesManifests(t *testing.T) {
 	c := pod.Containers[0]
 
 	known := configVars()
-	secret := objects["Secret"]
+	secret, haveSecret := objects["Secret"]
 	env := map[string]string{}
 	goMemLimit := ""
 	for _, e := range c.Env {
@@ -135,10 +160,16 @@ func TestKubernetesManifests(t *testing.T) {
 		assert.True(t, known[e.Name], "%s is not a BRIDGE_* setting", e.Name)
 		v := e.Value
 		if e.ValueFrom != nil {
-			assert.Equal(t, secret.Metadata.Name, e.ValueFrom.SecretKeyRef.Name)
-			require.Contains(t, secret.StringData, e.ValueFrom.SecretKeyRef.Key)
-			v = secret.StringData[e.ValueFrom.SecretKeyRef.Key]
+			ref := e.ValueFrom.SecretKeyRef
+			if haveSecret && ref.Name == secret.Metadata.Name {
+				require.Contains(t, secret.StringData, ref.Key)
+				v = secret.StringData[ref.Key]
+			} else {
+				require.NotEmpty(t, ref.Name)
+				v = "from-secret-" + ref.Name
+			}
 		}
+		assert.NotContains(t, env, e.Name, "%s is set once", e.Name)
 		env[e.Name] = v
 	}
 	for k := range secret.StringData {
@@ -161,6 +192,12 @@ func TestKubernetesManifests(t *testing.T) {
 	assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
 	assert.Contains(t, ports, c.LivenessProbe.HTTPGet.Port)
 	assert.Contains(t, ports, c.ReadinessProbe.HTTPGet.Port)
+	wantScheme := ""
+	if cfg.TLSCertFile != "" {
+		wantScheme = "HTTPS"
+	}
+	assert.Equal(t, wantScheme, c.LivenessProbe.HTTPGet.Scheme, "probes speak what the listener serves")
+	assert.Equal(t, wantScheme, c.ReadinessProbe.HTTPGet.Scheme, "probes speak what the listener serves")
 	for _, p := range objects["Service"].Spec.Ports {
 		assert.Contains(t, ports, p.TargetPort, "Service port %s", p.Name)
 	}
@@ -175,19 +212,14 @@ func TestKubernetesManifests(t *testing.T) {
 	assert.True(t, c.SecurityContext.ReadOnlyRootFilesystem)
 	assert.Equal(t, []string{"ALL"}, c.SecurityContext.Capabilities.Drop)
 	assert.NotEmpty(t, c.Resources.Requests["cpu"])
-	limit := mebibytes(t, c.Resources.Limits["memory"], "Mi")
+	limit := mebibytes(t, c.Resources.Limits["memory"], "i")
 	require.NotEmpty(t, goMemLimit, "the Deployment sets GOMEMLIMIT under its memory limit")
-	goLimit := mebibytes(t, goMemLimit, "MiB")
+	goLimit := mebibytes(t, goMemLimit, "iB")
 	assert.Less(t, goLimit, limit, "Go's memory limit is under the container's")
 	assert.Greater(t, goLimit, limit*8/10, "Go's memory limit leaves the container's no more than it needs")
 
 	assert.Equal(t, dep.Spec.Selector.MatchLabels, objects["PodDisruptionBudget"].Spec.Selector.MatchLabels)
 	assert.Equal(t, 1, objects["PodDisruptionBudget"].Spec.MinAvailable)
-	// cert-manager's Certificate for HTTPS served by the bridge: a Secret with the tls.crt and tls.key the
-	// comment tells the Deployment to mount.
-	cert := objects["Certificate"]
-	assert.Equal(t, "acr-nats-bridge-tls", cert.Spec.SecretName)
-	assert.NotEmpty(t, cert.Spec.DNSNames)
 	hpa := objects["HorizontalPodAutoscaler"]
 	assert.Equal(t, "Deployment", hpa.Spec.ScaleTargetRef.Kind)
 	assert.Equal(t, dep.Metadata.Name, hpa.Spec.ScaleTargetRef.Name)
@@ -270,11 +302,18 @@ func TestAzureFiles(t *testing.T) {
 }
 
 // mebibytes reads a whole number of MiB written with the given unit: "256Mi" (Kubernetes) or "230MiB" (Go).
-func mebibytes(t *testing.T, s, unit string) int {
+func mebibytes(t *testing.T, s, suffix string) int {
 	t.Helper()
-	n, ok := strings.CutSuffix(s, unit)
-	require.True(t, ok, "%q is written in %s", s, unit)
-	v, err := strconv.Atoi(n)
+	n, ok := strings.CutSuffix(s, suffix)
+	require.True(t, ok, "%q ends in %s", s, suffix)
+	scale := 1
+	switch {
+	case strings.HasSuffix(n, "G"):
+		scale = 1024
+	case !strings.HasSuffix(n, "M"):
+		require.Failf(t, "not in Mi or Gi", "%q", s)
+	}
+	v, err := strconv.Atoi(n[:len(n)-1])
 	require.NoError(t, err)
-	return v
+	return v * scale
 }

@@ -1,0 +1,139 @@
+package integration
+
+import (
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+)
+
+// helmVersion is the helm the chart is rendered and linted with, built from its module.
+const helmVersion = "v3.22.0"
+
+var chartDir = filepath.Join("..", "deployments", "helm", "acr-nats-bridge")
+
+// TestHelmChart builds helm from its module, lints the chart, renders it with its default values and
+// with a production-like values file, and checks the rendered objects as TestKubernetesManifests checks
+// the raw manifests.
+func TestHelmChart(t *testing.T) {
+	helm, _ := buildFromModule(t, "helm.sh/helm/v3", helmVersion, "helm.sh/helm/v3/cmd/helm")
+	run := func(t *testing.T, args ...string) []byte {
+		t.Helper()
+		cmd := exec.Command(helm, args...)
+		// helm keeps its caches and repositories under HOME; the test needs none of them.
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "HELM_CACHE_HOME="+t.TempDir(),
+			"HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "helm %s:\n%s", strings.Join(args, " "), out)
+		return out
+	}
+	production := filepath.Join(chartDir, "ci", "production-values.yaml")
+
+	t.Run("lint", func(t *testing.T) {
+		out := run(t, "lint", "--strict", chartDir)
+		assert.Contains(t, string(out), "0 chart(s) failed")
+		out = run(t, "lint", "--strict", chartDir, "-f", production)
+		assert.Contains(t, string(out), "0 chart(s) failed")
+	})
+
+	t.Run("defaults", func(t *testing.T) {
+		rendered := run(t, "template", "bridge", chartDir, "--namespace", "events")
+		objects := k8sObjects(t, rendered)
+		checkWorkload(t, objects)
+		// No way to authenticate was given: the chart generated a secret rather than leave the bridge open.
+		secret := objects["Secret"]
+		assert.Len(t, secret.StringData["BRIDGE_AUTH_TOKENS"], 48)
+		assert.NotContains(t, objects, "ServiceMonitor")
+		assert.NotContains(t, objects, "PrometheusRule")
+	})
+
+	t.Run("production", func(t *testing.T) {
+		rendered := run(t, "template", "bridge", chartDir, "--namespace", "events", "-f", production)
+		objects := k8sObjects(t, rendered)
+		checkWorkload(t, objects)
+		assert.NotContains(t, objects, "Secret", "the production values use Secrets made ahead")
+		env := map[string]string{}
+		for _, e := range objects["Deployment"].Spec.Template.Spec.Containers[0].Env {
+			env[e.Name] = e.Value
+		}
+		for _, name := range []string{"BRIDGE_ENTRA_TENANT_ID", "BRIDGE_ENTRA_AUDIENCE", "BRIDGE_NATS_CREDS",
+			"BRIDGE_NATS_TLS_CA", "BRIDGE_TLS_CERT_FILE", "BRIDGE_TLS_KEY_FILE", "BRIDGE_NAMESPACE_ENDPOINT",
+			"BRIDGE_NAMESPACE_TOPIC", "BRIDGE_NAMESPACE_SUBSCRIPTION", "BRIDGE_NAMESPACE_KEY", "BRIDGE_LOG_LEVEL"} {
+			assert.Contains(t, env, name)
+		}
+		assert.Equal(t, "921MiB", env["GOMEMLIMIT"], "90 % of the 1Gi limit")
+		checkMonitoring(t, rendered)
+	})
+
+	t.Run("alerts are the repository's", func(t *testing.T) {
+		chart, err := os.ReadFile(filepath.Join(chartDir, "files", "alerts.yaml"))
+		require.NoError(t, err)
+		repo, err := os.ReadFile(filepath.Join("..", "deployments", "prometheus", "alerts.yaml"))
+		require.NoError(t, err)
+		assert.Equal(t, string(repo), string(chart), "copy deployments/prometheus/alerts.yaml into the chart's files/")
+	})
+
+	t.Run("refuses a memory limit it cannot derive GOMEMLIMIT from", func(t *testing.T) {
+		cmd := exec.Command(helm, "template", "bridge", chartDir, "--set", "resources.limits.memory=300M")
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		require.Error(t, err)
+		assert.Contains(t, string(out), "whole number of Mi or Gi")
+	})
+}
+
+// checkMonitoring checks the ServiceMonitor scrapes the Service's metrics port and the PrometheusRule
+// carries every alert of deployments/prometheus/alerts.yaml.
+func checkMonitoring(t *testing.T, rendered []byte) {
+	t.Helper()
+	type object struct {
+		Kind     string
+		Metadata struct{ Labels map[string]string }
+		Spec     struct {
+			Selector  struct{ MatchLabels map[string]string } `yaml:"selector"`
+			Endpoints []struct{ Port, Path string }
+			Groups    []struct {
+				Rules []struct{ Alert, Expr string }
+			}
+		}
+	}
+	byKind := map[string]object{}
+	dec := yaml.NewDecoder(strings.NewReader(string(rendered)))
+	for {
+		var o object
+		err := dec.Decode(&o)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		byKind[o.Kind] = o
+	}
+	sm, rule, svc := byKind["ServiceMonitor"], byKind["PrometheusRule"], byKind["Service"]
+	require.NotEmpty(t, sm.Kind)
+	require.NotEmpty(t, rule.Kind)
+	for k, v := range sm.Spec.Selector.MatchLabels {
+		assert.Equal(t, v, svc.Metadata.Labels[k], "the ServiceMonitor selects the Service")
+	}
+	require.Len(t, sm.Spec.Endpoints, 1)
+	assert.Equal(t, "metrics", sm.Spec.Endpoints[0].Port)
+	assert.Equal(t, "/metrics", sm.Spec.Endpoints[0].Path)
+	assert.Equal(t, "kube-prometheus-stack", sm.Metadata.Labels["release"])
+
+	var want struct {
+		Groups []struct {
+			Rules []struct{ Alert, Expr string }
+		}
+	}
+	b, err := os.ReadFile(filepath.Join("..", "deployments", "prometheus", "alerts.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(b, &want))
+	require.NotEmpty(t, want.Groups)
+	assert.Equal(t, want.Groups, rule.Spec.Groups)
+}

@@ -504,7 +504,7 @@ func TestStreamMissing(t *testing.T) {
 		assert.Equal(t, "5", h.Get("Retry-After"))
 		code, _, body := e.do("GET", "/readyz", nil)
 		assert.Equal(t, 503, code)
-		assert.Contains(t, body, "stream ACR_EVENTS: ", "the README troubleshooting quotes this")
+		assert.Contains(t, body, "stream ACR_EVENTS: ", "docs/operations.md, Troubleshooting, quotes this")
 		assert.Contains(t, body, "stream not found")
 	})
 	t.Run("deleted while running: re-created", func(t *testing.T) {

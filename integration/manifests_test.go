@@ -264,7 +264,7 @@ func TestStreamDefinition(t *testing.T) {
 }
 
 // TestAzureFiles checks the Azure deployment files point Event Grid and ACR at the bridge's endpoints
-// with the settings the README promises; the script must at least parse.
+// with the settings docs/azure.md promises; the script must at least parse.
 func TestAzureFiles(t *testing.T) {
 	bicep, err := os.ReadFile(filepath.Join("..", "deployments", "azure", "main.bicep"))
 	require.NoError(t, err)

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/natsbridge/acr-nats-bridge/bridge"
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 	"github.com/natsbridge/acr-nats-bridge/config"
+	"github.com/natsbridge/acr-nats-bridge/internal/gcpolicy"
 	"github.com/natsbridge/acr-nats-bridge/tracing"
 )
 
@@ -71,6 +74,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	log := newLogger(cfg, stdout)
+	gc, err := gcpolicy.Set(os.LookupEnv)
+	if err != nil {
+		log.Warn("garbage collector: the memory limit is left unset", "error", err)
+	}
+	log.Info("garbage collector", "gogc", gc.GOGC, "gogc_from", gc.GOGCFrom,
+		"memory_limit", memoryLimitText(gc.MemoryLimit), "memory_limit_from", gc.LimitFrom)
 	return serve(ctx, cfg, log)
 }
 
@@ -243,4 +252,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return fmt.Errorf("http server: %w", err)
 	}
 	return nil
+}
+
+// memoryLimitText is a GOMEMLIMIT for a log line: MiB, or none.
+func memoryLimitText(limit int64) string {
+	if limit == math.MaxInt64 {
+		return "none"
+	}
+	return strconv.FormatInt(limit>>20, 10) + "MiB"
 }

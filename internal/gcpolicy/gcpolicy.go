@@ -1,0 +1,93 @@
+// Package gcpolicy sets the garbage collector for a service whose live heap is small: a few MB of
+// requests in flight, collected dozens of times a second at Go's default GOGC of 100. It raises the GC
+// target so that such a heap is not collected constantly, and takes the memory limit from the
+// container's cgroup, so that a larger target never takes the process past its limit: as the heap nears
+// GOMEMLIMIT, Go collects harder instead of the container being OOM-killed. GOGC and GOMEMLIMIT set by
+// the user always win.
+package gcpolicy
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"runtime/debug"
+	"strconv"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
+)
+
+const (
+	// GOGC is the GC target the bridge sets unless the user sets GOGC: the heap may grow to five times
+	// the live heap before a collection. The live heap is bounded by BRIDGE_MAX_INFLIGHT_BYTES, and the
+	// memory limit, when there is one, bounds the total.
+	GOGC = 400
+	// LimitRatio is the share of the cgroup's memory limit given to GOMEMLIMIT; the rest is for memory Go
+	// does not count (stacks of cgo, the binary's text, the kernel's page cache of the store is not ours).
+	LimitRatio = 0.9
+)
+
+// Source says where a setting came from.
+type Source string
+
+const (
+	FromUser    Source = "user"    // the GOGC or GOMEMLIMIT environment variable
+	FromCgroup  Source = "cgroup"  // LimitRatio of the container's memory limit
+	FromDefault Source = "default" // the bridge's GOGC
+	Unset       Source = "none"    // no memory limit: not in a memory-limited cgroup, and none set
+)
+
+// Policy is what Decide chose. MemoryLimit is in bytes, math.MaxInt64 for none.
+type Policy struct {
+	GOGC        int
+	GOGCFrom    Source
+	MemoryLimit int64
+	LimitFrom   Source
+}
+
+// Decide chooses the settings from the environment (lookup is os.LookupEnv) and the memory limit that
+// cgroup reports (memlimit.FromCgroup; memlimit.ErrNoLimit when there is none). It changes nothing.
+func Decide(lookup func(string) (string, bool), cgroup memlimit.Provider) (Policy, error) {
+	p := Policy{GOGC: GOGC, GOGCFrom: FromDefault, MemoryLimit: math.MaxInt64, LimitFrom: Unset}
+	if v, ok := lookup("GOGC"); ok {
+		// The runtime has applied it already; read back what it made of it.
+		p.GOGC, p.GOGCFrom = debug.SetGCPercent(-1), FromUser
+		debug.SetGCPercent(p.GOGC)
+		if v == "off" {
+			p.GOGC = -1
+		} else if _, err := strconv.Atoi(v); err != nil {
+			return p, fmt.Errorf("GOGC=%q is not a number or off", v)
+		}
+	}
+	if _, ok := lookup("GOMEMLIMIT"); ok {
+		p.MemoryLimit, p.LimitFrom = debug.SetMemoryLimit(-1), FromUser
+		return p, nil
+	}
+	limit, err := memlimit.ApplyRatio(cgroup, LimitRatio)()
+	switch {
+	case errors.Is(err, memlimit.ErrNoLimit):
+		return p, nil
+	case err != nil:
+		return p, fmt.Errorf("reading the cgroup memory limit: %w", err)
+	case limit >= math.MaxInt64:
+		return p, nil
+	}
+	p.MemoryLimit, p.LimitFrom = int64(limit), FromCgroup
+	return p, nil
+}
+
+// Apply sets what the bridge decided; what came from the user is already in force.
+func (p Policy) Apply() {
+	if p.GOGCFrom == FromDefault {
+		debug.SetGCPercent(p.GOGC)
+	}
+	if p.LimitFrom == FromCgroup {
+		debug.SetMemoryLimit(p.MemoryLimit)
+	}
+}
+
+// Set decides from the process's environment and cgroup, and applies the result.
+func Set(lookup func(string) (string, bool)) (Policy, error) {
+	p, err := Decide(lookup, memlimit.FromCgroup)
+	p.Apply()
+	return p, err
+}

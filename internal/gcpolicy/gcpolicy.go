@@ -17,12 +17,15 @@ import (
 )
 
 const (
-	// GOGC is the GC target the bridge sets unless the user sets GOGC: the heap may grow to five times
-	// the live heap before a collection. The live heap is bounded by BRIDGE_MAX_INFLIGHT_BYTES, and the
-	// memory limit, when there is one, bounds the total.
+	// GOGC is the GC target the bridge sets, unless the user sets GOGC, when a memory limit is in force
+	// (the cgroup's or the user's): the heap may grow to five times the live heap before a collection,
+	// and the limit bounds the total, Go collecting harder as the heap nears it.
 	GOGC = 400
-	// LimitRatio is the share of the cgroup's memory limit given to GOMEMLIMIT; the rest is for memory Go
-	// does not count (stacks of cgo, the binary's text, the kernel's page cache of the store is not ours).
+	// GOGCUnlimited is the target without a memory limit: three times the live heap, which keeps the
+	// resident set of a busy bridge under 96 MiB with nothing else to bound it.
+	GOGCUnlimited = 200
+	// LimitRatio is the share of the cgroup's memory limit given to GOMEMLIMIT; the rest is for what Go
+	// does not count (thread stacks outside the heap, the binary, fragmentation).
 	LimitRatio = 0.9
 )
 
@@ -47,7 +50,15 @@ type Policy struct {
 // Decide chooses the settings from the environment (lookup is os.LookupEnv) and the memory limit that
 // cgroup reports (memlimit.FromCgroup; memlimit.ErrNoLimit when there is none). It changes nothing.
 func Decide(lookup func(string) (string, bool), cgroup memlimit.Provider) (Policy, error) {
-	p := Policy{GOGC: GOGC, GOGCFrom: FromDefault, MemoryLimit: math.MaxInt64, LimitFrom: Unset}
+	p, err := decide(lookup, cgroup)
+	if p.GOGCFrom == FromDefault && p.LimitFrom != Unset {
+		p.GOGC = GOGC
+	}
+	return p, err
+}
+
+func decide(lookup func(string) (string, bool), cgroup memlimit.Provider) (Policy, error) {
+	p := Policy{GOGC: GOGCUnlimited, GOGCFrom: FromDefault, MemoryLimit: math.MaxInt64, LimitFrom: Unset}
 	if v, ok := lookup("GOGC"); ok {
 		// The runtime has applied it already; read back what it made of it.
 		p.GOGC, p.GOGCFrom = debug.SetGCPercent(-1), FromUser

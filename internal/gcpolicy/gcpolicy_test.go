@@ -58,7 +58,7 @@ func TestDecide(t *testing.T) {
 		{name: "a 1 GiB container", cgroup: "1073741824",
 			want: Policy{GOGC: 400, GOGCFrom: FromDefault, MemoryLimit: 966367641, LimitFrom: FromCgroup}},
 		{name: "no memory limit", cgroup: "max",
-			want: Policy{GOGC: 400, GOGCFrom: FromDefault, MemoryLimit: math.MaxInt64, LimitFrom: Unset}},
+			want: Policy{GOGC: 200, GOGCFrom: FromDefault, MemoryLimit: math.MaxInt64, LimitFrom: Unset}},
 		{name: "the user's GOMEMLIMIT wins over the cgroup", cgroup: "268435456",
 			vars: map[string]string{"GOMEMLIMIT": "100MiB"}, runtime: func() { debug.SetMemoryLimit(100 << 20) },
 			want: Policy{GOGC: 400, GOGCFrom: FromDefault, MemoryLimit: 100 << 20, LimitFrom: FromUser}},
@@ -70,7 +70,7 @@ func TestDecide(t *testing.T) {
 			runtime: func() { debug.SetGCPercent(-1); debug.SetMemoryLimit(48 << 20) },
 			want:    Policy{GOGC: -1, GOGCFrom: FromUser, MemoryLimit: 48 << 20, LimitFrom: FromUser}},
 		{name: "an unreadable cgroup keeps the default GOGC", cgroup: "garbage",
-			want:      Policy{GOGC: 400, GOGCFrom: FromDefault, MemoryLimit: math.MaxInt64, LimitFrom: Unset},
+			want:      Policy{GOGC: 200, GOGCFrom: FromDefault, MemoryLimit: math.MaxInt64, LimitFrom: Unset},
 			wantError: "reading the cgroup memory limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,6 +119,10 @@ func TestSetOnThisMachine(t *testing.T) {
 		assert.Equal(t, FromCgroup, p.LimitFrom)
 		assert.Equal(t, int64(float64(cg)*LimitRatio), p.MemoryLimit)
 	}
-	assert.Equal(t, GOGC, debug.SetGCPercent(GOGC))
+	want := GOGC
+	if p.LimitFrom == Unset {
+		want = GOGCUnlimited
+	}
+	assert.Equal(t, want, debug.SetGCPercent(want))
 	t.Logf("cgroup limit %d (%v): %+v", cg, cgErr, p)
 }

@@ -60,7 +60,31 @@ type receiverProc struct {
 	tls *tls.Config
 }
 
-// startReceiver starts a fresh nats-server (file storage) with the stream, then the receiver on it.
+// bodyFormat writes a delivery of n events with ids prefix-0 .. prefix-(n-1), and its content type.
+type bodyFormat func(prefix string, n int) (contentType, body string)
+
+// eventGridFormat is an Event Grid schema delivery, as the bridge and the reference receive it.
+func eventGridFormat(prefix string, n int) (string, string) {
+	return "application/json", batchBody(prefix, 0, n)
+}
+
+// cloudEventFormat is one CloudEvent in structured mode, as the CloudEvents SDK receiver takes it (it
+// takes no batches); the bridge takes the same.
+func cloudEventFormat(prefix string, n int) (string, string) {
+	if n != 1 {
+		panic("cloudEventFormat: one event per delivery")
+	}
+	id := prefix + "-0"
+	return "application/cloudevents+json", fmt.Sprintf(`{"specversion":"1.0","id":%q,`+
+		`"source":"/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/myregistry",`+
+		`"type":"Microsoft.ContainerRegistry.ImagePushed","subject":"team/app:v1","time":"2024-05-01T10:00:00.1234567Z",`+
+		`"datacontenttype":"application/json","data":{"id":%q,"timestamp":"2024-05-01T10:00:00.1234567Z","action":"push","location":"westus",`+
+		`"target":{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":524,"digest":"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","length":524,"repository":"team/app","tag":"v1"},`+
+		`"request":{"id":"r","host":"myregistry.azurecr.io","method":"PUT","useragent":"docker/24.0.7"}}}`, id, id)
+}
+
+// startReceiver starts a fresh nats-server (file storage) with the stream, then the receiver on it:
+// the bridge, the reference, or cesdk (the CloudEvents SDK receiver).
 func startReceiver(t testing.TB, which string) receiverProc {
 	port := freePort(t)
 	natsServer(t, port, t.TempDir())
@@ -82,17 +106,28 @@ func startReceiver(t testing.TB, which string) receiverProc {
 		// BENCH_BRIDGE_ENV measures a tuning of the bridge alone, e.g. "GOGC=off GOMEMLIMIT=48MiB".
 		p = start(t, append(env, strings.Fields(os.Getenv("BENCH_BRIDGE_ENV"))...), bridgeBin)
 	} else {
-		p = start(t, []string{"LISTEN_ADDR=" + addr, "NATS_URL=" + natsURL}, referenceBin)
+		bin, format := referenceBin, eventGridFormat
+		if which == "cesdk" {
+			bin, format = cesdkBin, cloudEventFormat
+		}
+		p = start(t, []string{"LISTEN_ADDR=" + addr, "NATS_URL=" + natsURL}, bin)
+		return warmedUpWith(t, p, addr, format)
 	}
 	return warmedUp(t, p, addr, 1)
 }
 
-// warmedUp waits until the receiver at addr stores a delivery of batch events, and returns it.
+// warmedUp waits until the receiver at addr stores an Event Grid delivery of batch events, and returns it.
 func warmedUp(t testing.TB, p *proc, addr string, batch int) receiverProc {
+	return warmedUpWith(t, p, addr, func(prefix string, _ int) (string, string) { return eventGridFormat(prefix, batch) })
+}
+
+// warmedUpWith waits until the receiver at addr stores a delivery of one event in format.
+func warmedUpWith(t testing.TB, p *proc, addr string, format bodyFormat) receiverProc {
 	// No keep-alive: the port may belong to another server in the next scenario.
 	warmup := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	require.Eventually(t, func() bool {
-		resp, err := warmup.Post("http://"+addr+"/eventgrid", "application/json", strings.NewReader(batchBody("warmup", 0, batch)))
+		ct, body := format("warmup", 1)
+		resp, err := warmup.Post("http://"+addr+"/eventgrid", ct, strings.NewReader(body))
 		if err != nil {
 			return false
 		}
@@ -121,8 +156,8 @@ func batchBody(prefix string, first, n int) string {
 	return b.String()
 }
 
-// measure runs one scenario against a receiver for d and returns its figures.
-func measure(t testing.TB, r receiverProc, sc scenario, d time.Duration, run int) figures {
+// measure runs one scenario against a receiver for d, deliveries written in format, and returns its figures.
+func measure(t testing.TB, r receiverProc, sc scenario, d time.Duration, run int, format bodyFormat) figures {
 	transport := &http.Transport{MaxIdleConnsPerHost: sc.conns, MaxConnsPerHost: sc.conns, TLSClientConfig: r.tls}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
@@ -135,9 +170,9 @@ func measure(t testing.TB, r receiverProc, sc scenario, d time.Duration, run int
 	for c := range sc.conns {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(deadline); i++ {
-				body := batchBody(fmt.Sprintf("r%d-c%d-%d", run, c, i), 0, sc.batch)
+				ct, body := format(fmt.Sprintf("r%d-c%d-%d", run, c, i), sc.batch)
 				t0 := time.Now()
-				resp, err := client.Post(r.url, "application/json", strings.NewReader(body))
+				resp, err := client.Post(r.url, ct, strings.NewReader(body))
 				if err != nil {
 					failures.Add(1)
 					continue
@@ -195,6 +230,11 @@ func peakRSS(t testing.TB, pid int) int64 {
 // compare measures every scenario on both receivers, runs times each (a fresh NATS and receiver per
 // scenario and receiver), and prints the medians and the bridge/reference ratios.
 func compare(t testing.TB, scs []scenario, d time.Duration, runs int) {
+	contest(t, scs, d, runs, "reference", eventGridFormat)
+}
+
+// contest is compare against another receiver, every delivery written in format.
+func contest(t testing.TB, scs []scenario, d time.Duration, runs int, other string, format bodyFormat) {
 	var out strings.Builder
 	fmt.Fprintf(&out, "\n%-30s %-9s %10s %9s %9s %9s %10s %8s\n", "scenario", "receiver", "events/s", "p50", "p99", "p99.9", "CPU s/1k", "RSS MiB")
 	for _, sc := range scs {
@@ -202,23 +242,23 @@ func compare(t testing.TB, scs []scenario, d time.Duration, runs int) {
 		// rather than on whichever ran then.
 		fs := map[string][]figures{}
 		for run := range runs {
-			order := []string{"bridge", "reference"}
+			order := []string{"bridge", other}
 			if run%2 == 1 {
 				order[0], order[1] = order[1], order[0]
 			}
 			for _, which := range order {
 				r := startReceiver(t, which)
-				fs[which] = append(fs[which], measure(t, r, sc, d, run))
+				fs[which] = append(fs[which], measure(t, r, sc, d, run, format))
 				r.p.stop(syscall.SIGTERM)
 			}
 		}
 		med := map[string]figures{}
-		for _, which := range []string{"bridge", "reference"} {
+		for _, which := range []string{"bridge", other} {
 			med[which] = median(fs[which])
 			f := med[which]
 			fmt.Fprintf(&out, "%-30s %-9s %10.0f %9s %9s %9s %10.4f %8.1f\n", sc.name, which, f.eventsPerSec, round(f.p50), round(f.p99), round(f.p999), f.cpuPer1000, f.rssMiB)
 		}
-		b, r := med["bridge"], med["reference"]
+		b, r := med["bridge"], med[other]
 		fmt.Fprintf(&out, "%-30s %-9s %9.2fx %8.2fx %8.2fx %8.2fx %9.2fx %7.2fx\n", "", "ratio", b.eventsPerSec/r.eventsPerSec,
 			ratio(b.p50, r.p50), ratio(b.p99, r.p99), ratio(b.p999, r.p999), b.cpuPer1000/r.cpuPer1000, b.rssMiB/r.rssMiB)
 	}
@@ -276,8 +316,25 @@ func BenchmarkReceivers(b *testing.B) {
 	}
 }
 
-// TestBenchmarkSmoke runs the comparison briefly so CI prints figures and the machinery keeps working.
+// ceScenarios are the shapes the CloudEvents SDK receiver takes: one event per delivery.
+var ceScenarios = []scenario{scenarios[0], scenarios[1]}
+
+// BenchmarkCloudEventsSDK measures the bridge against the receiver a user would write with the CloudEvents
+// SDK (StartReceiver) and nats.go, both taking the same structured CloudEvents:
+// go test ./integration -run '^$' -bench CloudEventsSDK -benchtime 1x
+func BenchmarkCloudEventsSDK(b *testing.B) {
+	for _, sc := range ceScenarios {
+		b.Run(sc.short(), func(b *testing.B) {
+			for range b.N {
+				contest(b, []scenario{sc}, 5*time.Second, 3, "cesdk", cloudEventFormat)
+			}
+		})
+	}
+}
+
+// TestBenchmarkSmoke runs the comparisons briefly so CI prints figures and the machinery keeps working.
 // It asserts only that every request was answered 200, never a timing.
 func TestBenchmarkSmoke(t *testing.T) {
 	compare(t, scenarios, 500*time.Millisecond, 1)
+	contest(t, ceScenarios, 500*time.Millisecond, 1, "cesdk", cloudEventFormat)
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // Paths of the binaries TestMain builds from this module.
-var bridgeBin, natsServerBin, referenceBin string
+var bridgeBin, natsServerBin, referenceBin, cesdkBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "bridge-integration-")
@@ -22,10 +22,12 @@ func TestMain(m *testing.M) {
 	bridgeBin = filepath.Join(dir, "bridge")
 	natsServerBin = filepath.Join(dir, "nats-server")
 	referenceBin = filepath.Join(dir, "reference")
+	cesdkBin = filepath.Join(dir, "cesdk")
 	for _, b := range []struct{ out, pkg string }{
 		{bridgeBin, "github.com/natsbridge/acr-nats-bridge/cmd/bridge"},
 		{natsServerBin, "github.com/nats-io/nats-server/v2"},
 		{referenceBin, "github.com/natsbridge/acr-nats-bridge/integration/reference"},
+		{cesdkBin, "github.com/natsbridge/acr-nats-bridge/integration/cesdk"},
 	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

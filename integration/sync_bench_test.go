@@ -133,7 +133,7 @@ func compareDurability(t testing.TB, scs []scenario, ds []durability, d time.Dur
 			for k := range ds {
 				i := (k + run) % len(ds)
 				r, stop := ds[i].start(t)
-				fs[i] = append(fs[i], measure(t, r, sc, d, run))
+				fs[i] = append(fs[i], measure(t, r, sc, d, run, eventGridFormat))
 				stop()
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,9 +103,15 @@ func startReceiver(t testing.TB, which string) receiverProc {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	var p *proc
 	if which == "bridge" {
-		env := []string{"BRIDGE_LISTEN_ADDR=" + addr, "BRIDGE_NATS_URL=" + natsURL, "BRIDGE_LOG_LEVEL=warn"}
-		// BENCH_BRIDGE_ENV measures a tuning of the bridge alone, e.g. "GOGC=off GOMEMLIMIT=48MiB".
-		p = start(t, append(env, strings.Fields(os.Getenv("BENCH_BRIDGE_ENV"))...), bridgeBin)
+		// The bridge's defaults, info logging included: a line per delivery, written to a file as a
+		// container's standard output goes to its runtime.
+		env := []string{"BRIDGE_LISTEN_ADDR=" + addr, "BRIDGE_NATS_URL=" + natsURL}
+		logFile, err := os.Create(filepath.Join(t.TempDir(), "bridge.log"))
+		require.NoError(t, err)
+		t.Cleanup(func() { logFile.Close() })
+		// BENCH_BRIDGE_ENV measures a tuning of the bridge alone, e.g. "GOGC=off GOMEMLIMIT=48MiB" or
+		// "BRIDGE_LOG_LEVEL=warn".
+		p = startTo(t, logFile, append(env, strings.Fields(os.Getenv("BENCH_BRIDGE_ENV"))...), bridgeBin)
 	} else {
 		bin, format := referenceBin, eventGridFormat
 		if which == "cesdk" {

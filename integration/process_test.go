@@ -41,9 +41,19 @@ func (l *lockedBuffer) String() string {
 
 func start(t testing.TB, env []string, name string, args ...string) *proc {
 	t.Helper()
+	return startTo(t, nil, env, name, args...)
+}
+
+// startTo is start with standard output going to the file stdout, as a container's goes to its runtime
+// (nil keeps it in memory, for the test's failure messages).
+func startTo(t testing.TB, stdout *os.File, env []string, name string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(name, args...), out: &lockedBuffer{}}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if stdout != nil {
+		p.cmd.Stdout = stdout
+	}
 	require.NoError(t, p.cmd.Start())
 	t.Cleanup(func() {
 		p.stop(syscall.SIGKILL)

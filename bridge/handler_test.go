@@ -522,7 +522,7 @@ func TestStreamMissing(t *testing.T) {
 		// A batch finds no stream too: its commit gets no answer, and it is stored once the stream is back.
 		require.NoError(t, e.js.DeleteStream(context.Background(), streamName))
 		code, _, resp = e.post("/eventgrid", []byte("["+egPush("d-3", "web", "3")+","+egPush("d-4", "web", "4")+"]"))
-		require.Equal(t, 200, code, resp)
+		require.Equal(t, 200, code, "%s\nlog:\n%s", resp, e.logs.String())
 		assert.JSONEq(t, `{"events":2,"duplicates":0,"deadLettered":0}`, resp)
 		msgs = e.stored()
 		require.Len(t, msgs, 2)

@@ -115,7 +115,7 @@ func (p *JetStream) EnsureStream(ctx context.Context) error {
 	case !p.stream.Create:
 		return fmt.Errorf("%w: stream %s does not exist and BRIDGE_STREAM_CREATE is false", ErrUnavailable, p.stream.Name)
 	}
-	s, err = p.js.CreateStream(ctx, jetstream.StreamConfig{
+	s, err = p.createStream(ctx, jetstream.StreamConfig{
 		Name:               p.stream.Name,
 		Description:        "Azure Container Registry and Event Grid events",
 		Subjects:           p.stream.Subjects,
@@ -137,6 +137,26 @@ func (p *JetStream) EnsureStream(ctx context.Context) error {
 		"allow_atomic", s.CachedInfo().Config.AllowAtomicPublish)
 	p.followStream(s.CachedInfo().Config)
 	return nil
+}
+
+// createStream creates the stream, trying again a few times while the server answers with an error of
+// its own (code 500): a stream deleted a moment ago may still be removing its store, and the server
+// refuses to create one in its place until it has ("error creating store for stream").
+func (p *JetStream) createStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	wait := 10 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		s, err := p.js.CreateStream(ctx, cfg)
+		var apiErr *jetstream.APIError
+		if err == nil || !errors.As(err, &apiErr) || apiErr.Code < 500 || attempt == 6 {
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
 }
 
 // Ready reports whether NATS is connected and the stream answers.

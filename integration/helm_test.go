@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,14 +103,7 @@ func checkMonitoring(t *testing.T, rendered []byte) {
 		}
 	}
 	byKind := map[string]object{}
-	dec := yaml.NewDecoder(strings.NewReader(string(rendered)))
-	for {
-		var o object
-		err := dec.Decode(&o)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		require.NoError(t, err)
+	for _, o := range yamlDocs[object](t, rendered) {
 		byKind[o.Kind] = o
 	}
 	sm, rule, svc := byKind["ServiceMonitor"], byKind["PrometheusRule"], byKind["Service"]

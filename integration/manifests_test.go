@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -119,14 +120,7 @@ func TestKubernetesManifests(t *testing.T) {
 func k8sObjects(t *testing.T, b []byte) map[string]k8sObject {
 	t.Helper()
 	objects := map[string]k8sObject{}
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	for {
-		var o k8sObject
-		err := dec.Decode(&o)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		require.NoError(t, err)
+	for _, o := range yamlDocs[k8sObject](t, b) {
 		if o.Kind == "" {
 			continue
 		}
@@ -134,6 +128,22 @@ func k8sObjects(t *testing.T, b []byte) map[string]k8sObject {
 		objects[o.Kind] = o
 	}
 	return objects
+}
+
+// yamlDocs decodes every document of a YAML stream into a T.
+func yamlDocs[T any](t *testing.T, b []byte) []T {
+	t.Helper()
+	var out []T
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var v T
+		err := dec.Decode(&v)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		require.NoError(t, err)
+		out = append(out, v)
+	}
 }
 
 // checkWorkload checks the Deployment, its Service, PDB and HPA against the bridge. A setting read from a

@@ -73,7 +73,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	log := newLogger(cfg, stdout)
+	out := newLogWriter(stdout)
+	defer out.Close()
+	log := newLogger(cfg, out)
 	gc, err := gcpolicy.Set(os.LookupEnv)
 	if err != nil {
 		log.Warn("garbage collector: the memory limit is left unset", "error", err)

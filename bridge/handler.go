@@ -9,13 +9,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
@@ -70,8 +68,10 @@ type Server struct {
 	tokens        [][sha256.Size]byte
 	metrics       *Metrics
 	mux           *http.ServeMux
-	tracer        trace.Tracer
-	tracing       bool
+	// handler is the mux wrapped in logRequests, built once.
+	handler http.Handler
+	tracer  trace.Tracer
+	tracing bool
 	// readyChecks are what /readyz asks besides the publisher; set before serving.
 	readyChecks []func(context.Context) error
 }
@@ -101,12 +101,13 @@ func NewServer(opts Options, pub publisher, log *slog.Logger) *Server {
 		s.tracer, s.tracing = opts.Tracer, true
 	}
 	s.routes()
+	s.handler = s.logRequests(s.mux)
 	return s
 }
 
 // ServeHTTP logs one record per request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.logRequests(s.mux).ServeHTTP(w, r)
+	s.handler.ServeHTTP(w, r)
 }
 
 // handleEventGrid receives Event Grid deliveries in either schema, answers the Event Grid schema
@@ -380,8 +381,7 @@ func (s *Server) publishAndAnswer(w http.ResponseWriter, r *http.Request, b *bat
 	if len(b.msgs) > 0 {
 		rec.subject = b.msgs[0].Subject
 		// The mux's pattern is the method and the route: "POST /eventgrid", a span name of few values.
-		finish := s.startSpans(r.Context(), r.Pattern, cloudevents.TraceOfHeader(r.Header), b,
-			attribute.String("http.request.method", r.Method), attribute.String("http.route", strings.TrimPrefix(r.Pattern, r.Method+" ")))
+		finish := s.startSpans(r.Context(), r.Pattern, b, r)
 		start := time.Now()
 		acks, err := s.pub.Publish(r.Context(), b.msgs)
 		s.metrics.publishTime.Observe(time.Since(start).Seconds())
@@ -396,7 +396,7 @@ func (s *Server) publishAndAnswer(w http.ResponseWriter, r *http.Request, b *bat
 		}
 	}
 	if b.validation != nil {
-		writeBody(w, http.StatusOK, "application/json", cloudevents.ValidationResponse(*b.validation))
+		writeBody(w, http.StatusOK, jsonType, cloudevents.ValidationResponse(*b.validation))
 		return
 	}
 	// {"events":N,"duplicates":N,"deadLettered":N}
@@ -404,7 +404,7 @@ func (s *Server) publishAndAnswer(w http.ResponseWriter, r *http.Request, b *bat
 	summary = strconv.AppendInt(append(summary, `{"events":`...), int64(len(b.msgs)), 10)
 	summary = strconv.AppendInt(append(summary, `,"duplicates":`...), int64(rec.duplicates), 10)
 	summary = strconv.AppendInt(append(summary, `,"deadLettered":`...), int64(b.dead), 10)
-	writeBody(w, http.StatusOK, "application/json", append(summary, '}'))
+	writeBody(w, http.StatusOK, jsonType, append(summary, '}'))
 }
 
 // countPublished counts the messages of kinds as JetStream acknowledged them in acks, and returns how
@@ -450,7 +450,7 @@ func (s *Server) handleValidationOptions() http.Handler {
 
 func (s *Server) handleHealthz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte("ok\n"))
+		writeBody(w, http.StatusOK, textType, []byte("ok\n"))
 	})
 }
 
@@ -467,10 +467,10 @@ func (s *Server) handleReadyz() http.Handler {
 		}
 		if err != nil {
 			w.Header().Set("Retry-After", s.retryAfter())
-			writeBody(w, http.StatusServiceUnavailable, "text/plain; charset=utf-8", []byte("not ready: "+err.Error()+"\n"))
+			writeBody(w, http.StatusServiceUnavailable, textType, []byte("not ready: "+err.Error()+"\n"))
 			return
 		}
-		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte("ready\n"))
+		writeBody(w, http.StatusOK, textType, []byte("ready\n"))
 	})
 }
 
@@ -564,10 +564,25 @@ func (s *Server) retryAfter() string {
 	return strconv.Itoa(max(int(s.opts.RetryAfter.Round(time.Second)/time.Second), 1))
 }
 
-func writeBody(w http.ResponseWriter, code int, contentType string, body []byte) {
+// smallBody is a size of answer that net/http holds until the handler returns (it holds 2 KiB over
+// HTTP/1.1, 4 KiB over HTTP/2) and then sends with a Content-Length of its own making, which costs less
+// than a header set here.
+const smallBody = 1 << 10
+
+// Content-Type values of the answers, shared by every answer: header values are never changed in place,
+// and net/http copies them before it writes, so that setting one costs no allocation.
+var (
+	jsonType = []string{"application/json"}
+	textType = []string{"text/plain; charset=utf-8"}
+)
+
+// writeBody answers code with body, of the content type given as a header value.
+func writeBody(w http.ResponseWriter, code int, contentType []string, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h["Content-Type"] = contentType
+	if len(body) > smallBody {
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+	} // else net/http writes the Content-Length of a body it still holds when the handler returns
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
 }

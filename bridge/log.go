@@ -94,12 +94,14 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		if !s.log.Enabled(r.Context(), level) {
 			return
 		}
-		attrs := []slog.Attr{
+		// Room for every attribute a record can have, so that the list is allocated once.
+		attrs := make([]slog.Attr, 0, 16)
+		attrs = append(attrs,
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", code),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-		}
+		)
 		if rec.nids > 0 {
 			attrs = append(attrs, slog.String("event_ids", strings.Join(rec.ids[:rec.nids], ",")), slog.Int("messages", rec.events))
 		}

@@ -84,7 +84,7 @@ func (s *Server) DeliverPulled(ctx context.Context, events []json.RawMessage) ([
 	if len(b.msgs) == 0 {
 		return results, summary
 	}
-	finish := s.startSpans(ctx, "receive namespace events", cloudevents.Trace{}, b)
+	finish := s.startSpans(ctx, "receive namespace events", b, nil)
 	start := time.Now()
 	acks, err := s.pub.Publish(ctx, b.msgs)
 	s.metrics.publishTime.Observe(time.Since(start).Seconds())

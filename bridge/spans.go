@@ -2,6 +2,8 @@ package bridge
 
 import (
 	"context"
+	"net/http"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -27,15 +29,25 @@ func contextOf(t cloudevents.Trace) trace.SpanContext {
 	return trace.SpanContextFromContext(tracing.Propagator.Extract(context.Background(), carrier))
 }
 
+func finishNothing([]Ack, error) {}
+
 // startSpans starts the SERVER span of a delivery named name and a PRODUCER span per message of b, and
 // writes each producer span's context into its message's trace headers, so that a consumer's span is its
 // child (the envelope keeps the creator's context). The delivery span is the child of the delivery's own
 // trace context (the request's traceparent header); else, for a delivery of one event, of that event's;
 // else a root linked to the events' contexts. finish ends the spans by the outcome of the publish.
-// Without tracing it does nothing: the messages keep the incoming context.
-func (s *Server) startSpans(ctx context.Context, name string, delivery cloudevents.Trace, b *batch, attrs ...attribute.KeyValue) (finish func(acks []Ack, err error)) {
+// Without tracing it does nothing, and costs nothing: the messages keep the incoming context. r is the
+// HTTP request of a pushed delivery (its traceparent header, method and route), nil for a pulled batch.
+func (s *Server) startSpans(ctx context.Context, name string, b *batch, r *http.Request) (finish func(acks []Ack, err error)) {
 	if !s.tracing || len(b.msgs) == 0 {
-		return func([]Ack, error) {}
+		return finishNothing
+	}
+	var delivery cloudevents.Trace
+	attrs := []attribute.KeyValue{attribute.Int("messaging.batch.message_count", len(b.msgs))}
+	if r != nil {
+		delivery = cloudevents.TraceOfHeader(r.Header)
+		attrs = append(attrs, attribute.String("http.request.method", r.Method),
+			attribute.String("http.route", strings.TrimPrefix(r.Pattern, r.Method+" ")))
 	}
 	parent := contextOf(delivery)
 	var links []trace.Link
@@ -54,7 +66,7 @@ func (s *Server) startSpans(ctx context.Context, name string, delivery cloudeven
 		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
 	}
 	ctx, server := s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithLinks(links...),
-		trace.WithAttributes(append(attrs, attribute.Int("messaging.batch.message_count", len(b.msgs)))...))
+		trace.WithAttributes(attrs...))
 	producers := make([]trace.Span, len(b.msgs))
 	for i, m := range b.msgs {
 		opts := []trace.SpanStartOption{

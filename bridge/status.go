@@ -47,5 +47,5 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		body = shortReason(err.Error())
 	}
-	writeBody(w, code, "text/plain; charset=utf-8", []byte(body+"\n"))
+	writeBody(w, code, textType, []byte(body+"\n"))
 }

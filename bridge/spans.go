@@ -29,6 +29,7 @@ func contextOf(t cloudevents.Trace) trace.SpanContext {
 	return trace.SpanContextFromContext(tracing.Propagator.Extract(context.Background(), carrier))
 }
 
+// finishNothing is the finish of a delivery without spans.
 func finishNothing([]Ack, error) {}
 
 // startSpans starts the SERVER span of a delivery named name and a PRODUCER span per message of b, and

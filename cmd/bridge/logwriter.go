@@ -9,7 +9,7 @@ import (
 const maxPendingLog = 1 << 20
 
 // logWriter writes the log to w from a goroutine of its own, in one write for all the lines that came
-// while the previous write was under way. An idle bridge writes each line at once, as before; a busy one
+// while the previous write was under way. An idle bridge has each line written at once; a busy one
 // makes one write system call for many request lines instead of one each, and the logger's lock is held
 // for a copy, not for a system call. Nothing waits on a timer, and Close writes what is left.
 type logWriter struct {

@@ -91,7 +91,8 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		case r.Method == http.MethodGet:
 			level = slog.LevelDebug
 		}
-		if !s.log.Enabled(r.Context(), level) {
+		h := s.log.Handler()
+		if !h.Enabled(r.Context(), level) {
 			return
 		}
 		// Room for every attribute a record can have, so that the list is allocated once.
@@ -129,6 +130,10 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		if rec.err != nil {
 			attrs = append(attrs, slog.String("error", shortReason(rec.err.Error())))
 		}
-		s.log.LogAttrs(r.Context(), level, "request", attrs...)
+		// The record is made here rather than by LogAttrs, which would look up the caller for a source
+		// position that the handler does not print, on every delivery.
+		record := slog.NewRecord(time.Now(), level, "request", 0)
+		record.AddAttrs(attrs...)
+		_ = h.Handle(r.Context(), record)
 	})
 }

@@ -156,6 +156,9 @@ func (d Decoder) maxDepth() int {
 //
 // An array whose elements are partly not events yields those elements in Delivery.Invalid; a body with no
 // event at all is an ErrMalformed error.
+//
+// The events share body's memory (their Raw and Data are parts of it, and so are strings read from it
+// without escapes): body must not change while they are in use.
 func (d Decoder) Decode(header http.Header, body []byte) (*Delivery, error) {
 	if header.Get("Ce-Specversion") != "" {
 		return d.decodeBinary(header, body)
@@ -474,7 +477,8 @@ func (d Decoder) decodeBinary(header http.Header, body []byte) (*Delivery, error
 	return &Delivery{Events: []Event{ev}, Binary: true}, nil
 }
 
-// DecodeWebhook reads an ACR native webhook: one JSON object, the registry event itself.
+// DecodeWebhook reads an ACR native webhook: one JSON object, the registry event itself. Like Decode's,
+// its event shares body's memory.
 func (d Decoder) DecodeWebhook(body []byte) (Event, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {

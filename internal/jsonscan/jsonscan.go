@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // MaxDepth is encoding/json's own nesting limit; Parse never accepts more.
@@ -30,8 +31,8 @@ type Value struct {
 type doc struct {
 	b     []byte
 	nodes []node
-	// text is b as a string, made on the first Str, so that every string read from the document is a
-	// part of one allocation rather than an allocation of its own.
+	// text is b seen as a string, so that the strings read from the document are parts of it rather
+	// than copies; Parse's caller keeps b unchanged.
 	text string
 }
 
@@ -59,6 +60,9 @@ const (
 // exactly as encoding/json would: valid syntax, valid UTF-8 in every string, nested no deeper than
 // maxDepth (and MaxDepth), no key written with an escape and no key twice in one object. It reports false
 // otherwise; false does not mean b is invalid, only that encoding/json must read it.
+//
+// The Value and the strings read from it share b's memory, as json.RawMessage parts of b would: b must not
+// change while they are in use.
 func Parse(b []byte, maxDepth int) (Value, bool) {
 	return parse(b, maxDepth, math.MaxInt)
 }
@@ -80,7 +84,7 @@ func parse(b []byte, maxDepth, maxLen int) (Value, bool) {
 	if !ok || skipSpace(b, end) != len(b) {
 		return Value{}, false
 	}
-	return Value{doc: &doc{b: b, nodes: s.nodes}}, true
+	return Value{doc: &doc{b: b, nodes: s.nodes, text: unsafe.String(unsafe.SliceData(b), len(b))}}, true
 }
 
 func (v Value) node() node { return v.doc.nodes[v.i] }
@@ -153,9 +157,6 @@ func (v Value) Str() (string, bool) {
 	}
 	text := v.Bytes()
 	if bytes.IndexByte(text[1:len(text)-1], '\\') < 0 {
-		if v.doc.text == "" {
-			v.doc.text = string(v.doc.b)
-		}
 		n := v.node()
 		return v.doc.text[n.start+1 : n.end-1], true
 	}

@@ -31,9 +31,6 @@ type Value struct {
 type doc struct {
 	b     []byte
 	nodes []node
-	// text is b seen as a string, so that the strings read from the document are parts of it rather
-	// than copies; Parse's caller keeps b unchanged.
-	text string
 }
 
 // node is one value: its bytes are b[start:end], and next is the index of the node after it and all it
@@ -84,7 +81,7 @@ func parse(b []byte, maxDepth, maxLen int) (Value, bool) {
 	if !ok || skipSpace(b, end) != len(b) {
 		return Value{}, false
 	}
-	return Value{doc: &doc{b: b, nodes: s.nodes, text: unsafe.String(unsafe.SliceData(b), len(b))}}, true
+	return Value{doc: &doc{b: b, nodes: s.nodes}}, true
 }
 
 func (v Value) node() node { return v.doc.nodes[v.i] }
@@ -156,9 +153,9 @@ func (v Value) Str() (string, bool) {
 		return "", false
 	}
 	text := v.Bytes()
-	if bytes.IndexByte(text[1:len(text)-1], '\\') < 0 {
-		n := v.node()
-		return v.doc.text[n.start+1 : n.end-1], true
+	if inner := text[1 : len(text)-1]; bytes.IndexByte(inner, '\\') < 0 {
+		// A part of b rather than a copy, which Parse's caller allows by keeping b unchanged.
+		return unsafe.String(unsafe.SliceData(inner), len(inner)), true
 	}
 	var s string
 	if err := json.Unmarshal(text, &s); err != nil {

@@ -116,6 +116,33 @@ func TestScalars(t *testing.T) {
 	}
 }
 
+// A string without escapes is read as a part of the parsed text, not a copy of it: the delivery path reads
+// a dozen of them per event.
+func TestStrSharesText(t *testing.T) {
+	b := []byte(`{"id":"abc","empty":""}`)
+	v, ok := Parse(b, 64)
+	require.True(t, ok)
+	var id, empty Value
+	for key, val := range v.Members() {
+		if string(key) == "id" {
+			id = val
+		} else {
+			empty = val
+		}
+	}
+	var s string
+	allocs := testing.AllocsPerRun(100, func() { s, ok = id.Str() })
+	assert.True(t, ok)
+	assert.Equal(t, "abc", s)
+	assert.Zero(t, allocs)
+	// What Parse's caller must never do shows that no copy of the text was made either.
+	b[bytes.IndexByte(b, 'b')] = 'X'
+	assert.Equal(t, "aXc", s)
+	s, ok = empty.Str()
+	assert.True(t, ok)
+	assert.Empty(t, s)
+}
+
 func TestFields(t *testing.T) {
 	f := NewFields("connectedRegistry", "id")
 	assert.Equal(t, 0, f.Index([]byte("connectedRegistry")))

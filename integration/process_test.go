@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -109,14 +110,17 @@ func bridgeProcess(t *testing.T, env ...string) (*proc, string) {
 	return p, "http://" + addr
 }
 
+// waitTCP waits until something accepts connections on addr. A plain TCP connection, not an HTTP request:
+// nats-server greets a client first, which an HTTP client reports as a response nobody asked for.
 func waitTCP(t testing.TB, addr string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr) // any answer, even a protocol error, means it listens
-		if err == nil {
-			resp.Body.Close()
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false
 		}
-		return err == nil || !isRefused(err)
+		c.Close()
+		return true
 	}, 20*time.Second, 20*time.Millisecond, "nothing listens on %s", addr)
 }
 

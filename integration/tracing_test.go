@@ -174,16 +174,8 @@ func TestTracingEndToEnd(t *testing.T) {
 
 	// The stored messages name their producer spans in the traceparent header, spelled in lower case;
 	// the envelope keeps the creator's context (here the request's).
-	nc, err := nats.Connect(natsURL)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	str, err := js.Stream(context.Background(), "ACR_EVENTS")
-	require.NoError(t, err)
 	for seq := uint64(1); seq <= 2; seq++ {
-		m, err := str.GetMsg(context.Background(), seq)
-		require.NoError(t, err)
+		m := storedMsg(t, natsURL, seq)
 		tp := m.Header["traceparent"]
 		require.Len(t, tp, 1, "header keys: %v", m.Header)
 		parts := strings.Split(tp[0], "-")
@@ -221,14 +213,21 @@ func TestTracingOffByDefault(t *testing.T) {
 	assert.Empty(t, recv.find(func(otlpSpan) bool { return true }), "no span exported")
 	assert.NotContains(t, p.out.String(), "tracing with OpenTelemetry")
 
-	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
+	m := storedMsg(t, fmt.Sprintf("nats://127.0.0.1:%d", natsPort), 1)
+	assert.Equal(t, []string{incoming}, m.Header["traceparent"])
+}
+
+// storedMsg is the message of the stream ACR_EVENTS at seq, read from the NATS server at natsURL.
+func storedMsg(t *testing.T, natsURL string, seq uint64) *jetstream.RawStreamMsg {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 	str, err := js.Stream(context.Background(), "ACR_EVENTS")
 	require.NoError(t, err)
-	m, err := str.GetMsg(context.Background(), 1)
+	m, err := str.GetMsg(context.Background(), seq)
 	require.NoError(t, err)
-	assert.Equal(t, []string{incoming}, m.Header["traceparent"])
+	return m
 }

@@ -103,7 +103,7 @@ func TestBinaryModeMatchesAsyncAPI(t *testing.T) {
 	s := asyncAPISchemas(t, "components/schemas/data", "components/schemas/binaryHeaders")
 	for _, tc := range goldenCases {
 		t.Run(tc.file, func(t *testing.T) {
-			e := newEnv(t, func(s *setup) { s.opts.Mode = bridge.ModeBinary })
+			e := newEnv(t, func(s *setup) { s.path.Mode = bridge.ModeBinary })
 			body, err := os.ReadFile(filepath.Join("testdata", "in", tc.file+".json"))
 			require.NoError(t, err)
 			code, _, resp := e.post(tc.path, body, tc.headers...)

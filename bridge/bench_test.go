@@ -61,7 +61,7 @@ func BenchmarkTracing(b *testing.B) {
 				if tc.sampler != nil {
 					tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(tc.sampler), sdktrace.WithBatcher(discard{}))
 					b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-					s.opts.Tracer = tp.Tracer("bench")
+					s.path.Tracer = tp.Tracer("bench")
 				}
 			})
 			events := make([]string, n)

@@ -18,16 +18,22 @@ import (
 	"github.com/natsbridge/acr-nats-bridge/internal/jsonscan"
 )
 
-// Kind is what the bridge does with an event.
+// Kind is what the bridge does with an event, decided once per event.
 type Kind int
 
-// The kinds of event.
+// The kinds of event. The first four are published; their order is that of publishedKinds.
 const (
-	KindACR         Kind = iota // an ACR event, normalised into an Envelope
-	KindPing                    // an ACR ping or unknown webhook action, published to the ping subject
-	KindPassthrough             // any other event type, published unchanged
-	KindDeadLetter              // an ACR event that cannot be normalised, published as received
+	KindACR                 Kind = iota // an ACR event, normalised into an Envelope
+	KindPing                            // an ACR ping or unknown webhook action, published to the ping subject
+	KindPassthrough                     // any other event type, published unchanged
+	KindDeadLetter                      // an ACR event that cannot be normalised, published as received
+	KindValidation                      // Event Grid's subscription validation: answered, not published
+	KindSubscriptionDeleted             // Event Grid's notice of a deleted subscription: logged, not published
+	KindRefused                         // an event that can never be stored (passthrough off): 400, rejected
 )
+
+// publishedKinds are the kinds that become messages, by their label in bridge_events_published_total.
+var publishedKinds = [...]string{KindACR: "acr", KindPing: "ping", KindPassthrough: "passthrough", KindDeadLetter: "deadletter"}
 
 // Normalized is the result of normalising one inbound event.
 type Normalized struct {
@@ -57,10 +63,17 @@ var actionTypes = map[string]string{
 	"quarantine":   TypeImageQuarantined,
 }
 
-// Normalize turns one inbound event into its envelope. pathRegistry is the registry named by the webhook
+// Normalize turns one inbound event into its envelope, or says what else it is (a handshake, an event to
+// pass through). pathRegistry is the registry named by the webhook
 // URL, if any; now is the receive time, the last fallback for the event time. It never fails: an event
 // it cannot normalise comes back as KindDeadLetter with the reason.
 func (n Normalizer) Normalize(ev cloudevents.Event, pathRegistry string, now time.Time) Normalized {
+	switch ev.Type {
+	case cloudevents.TypeSubscriptionValidation:
+		return Normalized{Kind: KindValidation}
+	case cloudevents.TypeSubscriptionDeleted:
+		return Normalized{Kind: KindSubscriptionDeleted}
+	}
 	if ev.Schema != cloudevents.SchemaWebhook && !IsACRType(ev.Type) {
 		return Normalized{Kind: KindPassthrough}
 	}

@@ -9,32 +9,20 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 )
 
-// publisher stores messages; JetStream and Core are the two implementations.
-type publisher interface {
-	Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error)
-	Ready(ctx context.Context) error
-}
-
-// Options are the handler's settings; cmd/bridge fills them from the configuration.
+// Options are the HTTP server's settings; cmd/bridge fills them from the configuration.
 type Options struct {
-	Subjects        Subjects
-	DefaultRegistry string
-	Mode            Mode
-	AllowedOrigins  cloudevents.Origins
-	// Passthrough publishes events that are not ACR events; when false they are refused with 400.
-	Passthrough  bool
-	MaxBodyBytes int64
-	MaxEvents    int
+	AllowedOrigins cloudevents.Origins
+	MaxBodyBytes   int64
+	MaxEvents      int
 	// MaxInflight caps concurrent deliveries; past it the bridge answers 503 rather than queue.
 	MaxInflight int
 	// MaxInflightBytes caps the body bytes of concurrent deliveries, each counted at its Content-Length
@@ -46,21 +34,15 @@ type Options struct {
 	MaxJSONDepth int
 	// Auth says who may POST; its zero value admits everyone.
 	Auth Auth
-	// Metrics records what the bridge does; nil keeps them in a registry of the server's own.
-	Metrics *Metrics
-	// Tracer, when it records (tracing.Enabled), gets a SERVER span per delivery and a PRODUCER span per
-	// message; nil traces nothing.
-	Tracer trace.Tracer
 	// MetricsHandler, when set, is served at GET /metrics.
 	MetricsHandler http.Handler
 }
 
-// Server is the bridge's HTTP API.
+// Server is the bridge's HTTP API: a source of deliveries for the path, and the probes.
 type Server struct {
 	opts     Options
-	norm     Normalizer
+	path     *Path
 	dec      cloudevents.Decoder
-	pub      publisher
 	log      *slog.Logger
 	inflight chan struct{}
 	// inflightBytes is the body bytes the deliveries under way may hold.
@@ -70,9 +52,7 @@ type Server struct {
 	mux           *http.ServeMux
 	// handler is the mux wrapped in logRequests, built once.
 	handler http.Handler
-	tracer  trace.Tracer
-	tracing bool
-	// readyChecks are what /readyz asks besides the publisher; set before serving.
+	// readyChecks are what /readyz asks besides the path; set before serving.
 	readyChecks []func(context.Context) error
 }
 
@@ -81,24 +61,17 @@ func (s *Server) AddReadyCheck(check func(context.Context) error) {
 	s.readyChecks = append(s.readyChecks, check)
 }
 
-// NewServer returns the HTTP handler of the bridge, publishing with pub (a *JetStream or *Core).
-func NewServer(opts Options, pub publisher, log *slog.Logger) *Server {
+// NewServer returns the HTTP handler of the bridge, handing deliveries to path and counting in its metrics.
+func NewServer(opts Options, path *Path, log *slog.Logger) *Server {
 	s := &Server{
 		opts:     opts,
-		norm:     Normalizer{DefaultRegistry: opts.DefaultRegistry},
+		path:     path,
 		dec:      cloudevents.Decoder{MaxDepth: opts.MaxJSONDepth, MaxEvents: opts.MaxEvents},
-		pub:      pub,
 		log:      log,
 		inflight: make(chan struct{}, max(opts.MaxInflight, 1)),
 		tokens:   tokenDigests(opts.Auth.Tokens),
-		metrics:  opts.Metrics,
+		metrics:  path.metrics,
 		mux:      http.NewServeMux(),
-	}
-	if s.metrics == nil {
-		s.metrics = NewMetrics(prometheus.NewRegistry())
-	}
-	if opts.Tracer != nil {
-		s.tracer, s.tracing = opts.Tracer, true
 	}
 	s.routes()
 	s.handler = s.logRequests(s.mux)
@@ -132,18 +105,8 @@ func (s *Server) handleEventGrid() http.Handler {
 			s.error(w, r, fmt.Errorf("%w: %d events in one request, limit %d (BRIDGE_MAX_EVENTS)", ErrTooLarge, n, s.opts.MaxEvents))
 			return
 		}
-		// An event without a trace context of its own (any Event Grid schema event) takes the delivery's.
-		if reqTrace := cloudevents.TraceOfHeader(r.Header); reqTrace.Parent != "" {
-			for i := range d.Events {
-				d.Events[i].Trace = d.Events[i].Trace.Or(reqTrace)
-			}
-		}
-		b, err := s.prepare(recordOf(w), d, "")
-		if err != nil {
-			s.error(w, r, err)
-			return
-		}
-		s.publishAndAnswer(w, r, b)
+		// An event without a trace context of its own (any Event Grid schema event) takes the request's.
+		s.deliver(w, r, &Delivery{Events: d.Events, Invalid: d.Invalid, Trace: cloudevents.TraceOfHeader(r.Header)})
 	})
 }
 
@@ -178,253 +141,36 @@ func (s *Server) handleWebhook() http.Handler {
 			s.error(w, r, err)
 			return
 		}
-		ev.Trace = cloudevents.TraceOfHeader(r.Header)
-		b, err := s.prepare(recordOf(w), &cloudevents.Delivery{Events: []cloudevents.Event{ev}}, r.PathValue("registry"))
-		if err != nil {
-			s.error(w, r, err)
-			return
-		}
-		s.publishAndAnswer(w, r, b)
+		s.deliver(w, r, &Delivery{Events: []cloudevents.Event{ev}, Registry: r.PathValue("registry"),
+			Trace: cloudevents.TraceOfHeader(r.Header)})
 	})
 }
 
-// batch is the NATS messages of one request and what the sender is owed.
-type batch struct {
-	msgs []*nats.Msg
-	// kinds[i] is what msgs[i] is: acr, ping, passthrough or deadletter.
-	kinds []string
-	// templates[i] is msgs[i]'s subject with its registry and repository tokens written as such, and
-	// traces[i] the trace context of the event it carries.
-	templates  []string
-	traces     []cloudevents.Trace
-	validation *cloudevents.Validation
-	dead       int
-	passed     int
-}
-
-// add appends msg, what it is, the subject template its publish span is named by, and the trace context
-// of the event it carries.
-func (b *batch) add(msg *nats.Msg, kind, template string, trace cloudevents.Trace) {
-	b.msgs = append(b.msgs, msg)
-	b.kinds = append(b.kinds, kind)
-	b.templates = append(b.templates, template)
-	b.traces = append(b.traces, trace)
-}
-
-// prepare normalises every event of a delivery and builds its message. It publishes nothing, so that a
-// request refused here has stored nothing.
-func (s *Server) prepare(rec *record, d *cloudevents.Delivery, pathRegistry string) (*batch, error) {
-	now := time.Now()
-	size := len(d.Events) + len(d.Invalid)
-	b := &batch{msgs: make([]*nats.Msg, 0, size), kinds: make([]string, 0, size)}
-	for _, ev := range d.Events {
-		if err := s.prepareEvent(rec, b, ev, pathRegistry, now); err != nil {
-			return nil, err
-		}
+// deliver hands a request's events to the path and answers 200 only when every one is stored.
+func (s *Server) deliver(w http.ResponseWriter, r *http.Request, d *Delivery) {
+	// The mux's pattern is the method and the route: "POST /eventgrid", a span name of few values.
+	d.Span = r.Pattern
+	if s.path.Tracing() {
+		d.SpanAttrs = []attribute.KeyValue{attribute.String("http.request.method", r.Method),
+			attribute.String("http.route", strings.TrimPrefix(r.Pattern, r.Method+" "))}
 	}
-	for _, inv := range d.Invalid {
-		if b.dead < loggedDeadLetters {
-			s.log.Warn("batch element dead-lettered", "reason", shortReason(inv.Reason))
-		}
-		b.add(deadLetterMsg(s.opts.Subjects.DeadLetter(), "", inv.Raw, inv.Reason, "", nil), "deadletter", s.opts.Subjects.DeadLetter(), cloudevents.Trace{})
-		b.dead++
-	}
-	return b, nil
-}
-
-// prepareEvent normalises one event and adds its message to b: the envelope, the event passed through,
-// or its dead letter. Handshake events add none. An error is the event's alone: one that can never be
-// published (passthrough off), or a bug.
-func (s *Server) prepareEvent(rec *record, b *batch, ev cloudevents.Event, pathRegistry string, now time.Time) error {
-	switch ev.Type {
-	case cloudevents.TypeSubscriptionValidation:
-		s.metrics.countReceived(ev, ev.Type)
-		v, _, err := cloudevents.ValidationOf(ev)
-		if err != nil {
-			return err
-		}
-		b.validation = &v
-		s.log.Info("Event Grid subscription validation", "event_id", ev.ID, "topic", ev.Source)
-		return nil
-	case cloudevents.TypeSubscriptionDeleted:
-		s.metrics.countReceived(ev, ev.Type)
-		s.log.Warn("Event Grid subscription deleted", "event_id", ev.ID, "topic", ev.Source, "subject", ev.Subject)
-		return nil
-	}
-	n := s.norm.Normalize(ev, pathRegistry, now)
-	if n.Kind == KindACR || n.Kind == KindPing {
-		s.metrics.countReceived(ev, n.Envelope.Type)
-	} else {
-		s.metrics.countReceived(ev, ev.Type)
-	}
-	if n.Kind == KindACR || n.Kind == KindPing {
-		rec.addID(n.Envelope.ID)
-	} else {
-		rec.addID(ev.ID)
-	}
-	if n.TimeFallback != "" && n.Kind != KindDeadLetter {
-		s.log.Warn("event time does not parse; using "+n.TimeFallback,
-			"event_id", n.Envelope.ID, "time", ev.Time, "used", n.Envelope.Time)
-	}
-	msg, err := s.message(ev, n, now)
-	kind := "acr"
-	template := ""
-	var dl deadLetterError
-	switch {
-	case errors.As(err, &dl):
-		if b.dead < loggedDeadLetters {
-			s.log.Warn("event dead-lettered", "event_id", ev.ID, "type", ev.Type, "reason", shortReason(dl.reason))
-		}
-		msg, kind = s.deadLetter(ev, dl.reason), "deadletter"
-		b.dead++
-	case err != nil:
-		return err
-	case n.Kind == KindPassthrough:
-		kind = "passthrough"
-		b.passed++
-	case n.Kind == KindPing:
-		kind = "ping"
-		s.log.Info("ACR webhook ping", "registry", n.Envelope.Data.Registry, "action", n.Envelope.Data.Action, "event_id", n.Envelope.ID)
-	}
-	switch {
-	case !s.tracing:
-		// Only spans are named by it.
-	case kind == "acr" || kind == "ping":
-		template = s.opts.Subjects.Template(&n.Envelope)
-	default:
-		template = msg.Subject // passthrough and dead-letter subjects are their own template
-	}
-	b.add(msg, kind, template, ev.Trace)
-	return nil
-}
-
-// loggedDeadLetters is how many dead letters of one request get a log line each; the request's own line
-// counts them all, so that a batch of 5000 bad elements is not 5000 lines.
-const loggedDeadLetters = 5
-
-// deadLetterError says an event cannot be published as it should be and goes to the dead-letter subject.
-type deadLetterError struct{ reason string }
-
-func (e deadLetterError) Error() string { return e.reason }
-
-// message builds the NATS message of one normalised event.
-func (s *Server) message(ev cloudevents.Event, n Normalized, now time.Time) (*nats.Msg, error) {
-	switch n.Kind {
-	case KindDeadLetter:
-		return nil, deadLetterError{n.Reason}
-	case KindPassthrough:
-		if !s.opts.Passthrough {
-			return nil, fmt.Errorf("%w: event %q has type %q, which is not an ACR event, and passthrough is off", cloudevents.ErrMalformed, ev.ID, ev.Type)
-		}
-		msg, err := s.passthrough(ev, now)
-		if errors.Is(err, cloudevents.ErrMalformed) || errors.Is(err, ErrSubjectTooLong) {
-			return nil, deadLetterError{err.Error()}
-		}
-		return msg, err
-	}
-	subj, err := s.opts.Subjects.For(&n.Envelope)
-	if err != nil {
-		return nil, deadLetterError{err.Error()}
-	}
-	return envelopeMsg(subj, &n.Envelope, s.opts.Mode), nil
-}
-
-// passthrough builds the message of an event that is not an ACR event: a CloudEvent, unchanged but for
-// the Event Grid schema -> CloudEvents conversion.
-func (s *Server) passthrough(ev cloudevents.Event, now time.Time) (*nats.Msg, error) {
-	subj, err := s.opts.Subjects.ForPassthrough(ev.Type)
-	if err != nil {
-		return nil, err
-	}
-	if ev.Schema == cloudevents.SchemaCloudEvents && ev.CE == nil && s.opts.Mode == ModeStructured {
-		msg, err := passthroughMsg(subj, nil, ev.ID, ev.Raw, s.opts.Mode)
-		if err == nil {
-			setTraceHeaders(msg.Header, ev.Trace)
-		}
-		return msg, err
-	}
-	tt := now.UTC()
-	if t, ok := NormalizeTime(ev.Time); ok {
-		tt, _ = time.Parse(time.RFC3339Nano, t)
-	}
-	ce, err := ev.CloudEvent(tt)
-	if err != nil {
-		return nil, err
-	}
-	var raw []byte
-	if ev.Schema == cloudevents.SchemaCloudEvents && ev.CE == nil {
-		raw = ev.Raw
-	}
-	msg, err := passthroughMsg(subj, ce, ce.ID(), raw, s.opts.Mode)
-	if err == nil {
-		setTraceHeaders(msg.Header, ev.Trace)
-	}
-	return msg, err
-}
-
-// deadLetter builds the dead-letter message of an event as received. A binary-mode CloudEvent's
-// attributes travel in its ce-* headers, so they go along.
-func (s *Server) deadLetter(ev cloudevents.Event, reason string) *nats.Msg {
-	id := ev.ID
-	if ev.Schema == cloudevents.SchemaWebhook {
-		// A webhook's id lives inside a body that could not be read; its hash stands in.
-		id = ""
-	}
-	return deadLetterMsg(s.opts.Subjects.DeadLetter(), id, ev.Raw, reason, string(ev.Schema), ev.Headers)
-}
-
-// publishAndAnswer stores the batch and answers 200 only when every message is acknowledged.
-func (s *Server) publishAndAnswer(w http.ResponseWriter, r *http.Request, b *batch) {
 	rec := recordOf(w)
-	rec.events = len(b.msgs)
-	rec.deadLettered, rec.passedThrough = b.dead, b.passed
-	if len(b.msgs) > 0 {
-		rec.subject = b.msgs[0].Subject
-		// The mux's pattern is the method and the route: "POST /eventgrid", a span name of few values.
-		finish := s.startSpans(r.Context(), r.Pattern, b, r)
-		start := time.Now()
-		acks, err := s.pub.Publish(r.Context(), b.msgs)
-		s.metrics.publishTime.Observe(time.Since(start).Seconds())
-		finish(acks, err)
-		if err != nil {
-			s.error(w, r, err)
-			return
-		}
-		rec.duplicates = s.countPublished(b.kinds, acks)
-		if len(acks) > 0 {
-			rec.stream, rec.seq = acks[0].Stream, acks[0].Sequence
-		}
+	rec.Report = s.path.Deliver(r.Context(), d)
+	rep := &rec.Report
+	if rep.Err != nil {
+		s.error(w, r, rep.Err)
+		return
 	}
-	if b.validation != nil {
-		writeBody(w, http.StatusOK, jsonType, cloudevents.ValidationResponse(*b.validation))
+	if rep.Validation != nil {
+		writeBody(w, http.StatusOK, jsonType, cloudevents.ValidationResponse(*rep.Validation))
 		return
 	}
 	// {"events":N,"duplicates":N,"deadLettered":N}
 	summary := make([]byte, 0, 64)
-	summary = strconv.AppendInt(append(summary, `{"events":`...), int64(len(b.msgs)), 10)
-	summary = strconv.AppendInt(append(summary, `,"duplicates":`...), int64(rec.duplicates), 10)
-	summary = strconv.AppendInt(append(summary, `,"deadLettered":`...), int64(b.dead), 10)
+	summary = strconv.AppendInt(append(summary, `{"events":`...), int64(rep.Messages), 10)
+	summary = strconv.AppendInt(append(summary, `,"duplicates":`...), int64(rep.Duplicates), 10)
+	summary = strconv.AppendInt(append(summary, `,"deadLettered":`...), int64(rep.DeadLettered), 10)
 	writeBody(w, http.StatusOK, jsonType, append(summary, '}'))
-}
-
-// countPublished counts the messages of kinds as JetStream acknowledged them in acks, and returns how
-// many were duplicates. Core NATS gives no acks: every message counts as new.
-func (s *Server) countPublished(kinds []string, acks []Ack) (duplicates int) {
-	for i, kind := range kinds {
-		if i < len(acks) && acks[i].Duplicate {
-			duplicates++
-			s.metrics.duplicates.Inc()
-			continue
-		}
-		s.metrics.publishedAs[kind].Inc()
-		switch kind {
-		case "deadletter":
-			s.metrics.deadLettered.Inc()
-		case "passthrough":
-			s.metrics.passedThrough.Inc()
-		}
-	}
-	return duplicates
 }
 
 // handleValidationOptions answers the CloudEvents webhook abuse-protection handshake, which Event Grid
@@ -458,7 +204,7 @@ func (s *Server) handleReadyz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		err := s.pub.Ready(ctx)
+		err := s.path.CanStore(ctx)
 		for _, check := range s.readyChecks {
 			if err != nil {
 				break
@@ -488,7 +234,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	case err != nil:
 		// A body cut short or too slow (BRIDGE_READ_TIMEOUT) says nothing about the events in it: the
 		// sender may retry, which a 400 would forbid.
-		return nil, fmt.Errorf("%w: reading the body: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: reading the body: %w", ErrUnavailable, err)
 	}
 	return body, nil
 }

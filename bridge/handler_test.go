@@ -268,7 +268,7 @@ func TestWebhookRegistry(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, func(s *setup) { s.opts.DefaultRegistry = tc.defaultRegistry })
+			e := newEnv(t, func(s *setup) { s.path.DefaultRegistry = tc.defaultRegistry })
 			code, _, resp := e.post(tc.path, []byte(tc.body))
 			require.Equal(t, 200, code, resp)
 			msgs := e.stored()
@@ -412,7 +412,7 @@ func TestPassthrough(t *testing.T) {
 		assert.JSONEq(t, ce, string(msgs[0].Data))
 	})
 	t.Run("binary output mode", func(t *testing.T) {
-		e := newEnv(t, func(s *setup) { s.opts.Mode = bridge.ModeBinary })
+		e := newEnv(t, func(s *setup) { s.path.Mode = bridge.ModeBinary })
 		code, _, resp := e.post("/eventgrid", []byte(ce))
 		require.Equal(t, 200, code, resp)
 		msgs := e.stored()
@@ -424,7 +424,7 @@ func TestPassthrough(t *testing.T) {
 		assert.JSONEq(t, `[1,2,3]`, string(msgs[0].Data))
 	})
 	t.Run("off: 400 and nothing published", func(t *testing.T) {
-		e := newEnv(t, func(s *setup) { s.opts.Passthrough = false })
+		e := newEnv(t, func(s *setup) { s.path.Passthrough = false })
 		code, _, resp := e.post("/eventgrid", []byte("["+egPush("p1", "a", "1")+","+blob+"]"))
 		assert.Equal(t, 400, code)
 		assert.Contains(t, resp, "Microsoft.Storage.BlobCreated")
@@ -458,7 +458,7 @@ func TestBinaryModeCloudEventIn(t *testing.T) {
 }
 
 func TestBinaryModeOut(t *testing.T) {
-	e := newEnv(t, func(s *setup) { s.opts.Mode = bridge.ModeBinary })
+	e := newEnv(t, func(s *setup) { s.path.Mode = bridge.ModeBinary })
 	code, _, resp := e.post("/eventgrid", []byte(egPush("b-1", "web", "3")))
 	require.Equal(t, 200, code, resp)
 	msgs := e.stored()

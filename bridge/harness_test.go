@@ -25,6 +25,7 @@ const streamName = "ACR_EVENTS"
 
 // setup is what a test may change before its bridge starts.
 type setup struct {
+	path   bridge.PathOptions
 	opts   bridge.Options
 	stream bridge.StreamConfig
 	core   bool
@@ -44,15 +45,19 @@ type testEnv struct {
 	logs *syncBuffer
 	// handler is the bridge itself, for benchmarks that call it without the network.
 	handler *bridge.Server
+	// path is the handler's delivery path, which pulled events take too.
+	path *bridge.Path
 }
 
 func defaultSetup() setup {
 	return setup{
+		path: bridge.PathOptions{
+			Subjects:    bridge.Subjects{Prefix: "acr", Passthrough: "eventgrid"},
+			Mode:        bridge.ModeStructured,
+			Passthrough: true,
+		},
 		opts: bridge.Options{
-			Subjects:       bridge.Subjects{Prefix: "acr", Passthrough: "eventgrid"},
-			Mode:           bridge.ModeStructured,
 			AllowedOrigins: cloudevents.Origins{"eventgrid.azure.net"},
-			Passthrough:    true,
 			MaxBodyBytes:   4 << 20,
 			MaxEvents:      5000,
 			MaxInflight:    64,
@@ -108,21 +113,22 @@ func newEnv(t testing.TB, mods ...func(*setup)) *testEnv {
 
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	var srv *bridge.Server
+	var path *bridge.Path
 	if s.core {
-		srv = bridge.NewServer(s.opts, bridge.NewCore(nc, s.publishTimeout), log)
+		path = bridge.NewPath(s.path, bridge.NewCore(nc, s.publishTimeout), log)
 	} else {
-		pub, err := bridge.NewJetStream(nc, s.stream, s.publishTimeout, 10000, s.opts.Metrics, log)
+		pub, err := bridge.NewJetStream(nc, s.stream, s.publishTimeout, 10000, s.path.Metrics, log)
 		require.NoError(t, err)
 		t.Cleanup(pub.Close)
 		if !s.noStream {
 			require.NoError(t, pub.EnsureStream(context.Background()))
 		}
-		srv = bridge.NewServer(s.opts, pub, log)
+		path = bridge.NewPath(s.path, pub, log)
 	}
+	srv := bridge.NewServer(s.opts, path, log)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &testEnv{t: t, ns: ns, nc: nc, js: js, url: hs.URL, logs: logs, handler: srv}
+	return &testEnv{t: t, ns: ns, nc: nc, js: js, url: hs.URL, logs: logs, handler: srv, path: path}
 }
 
 // post sends body to path with the given headers (name, value pairs) and returns status, headers, body.

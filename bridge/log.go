@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -9,18 +10,10 @@ import (
 
 // record is what one request did; the handlers fill it and logRequests writes it as one log record.
 type record struct {
-	// ids are the first event ids of the request, in an array so that keeping them allocates nothing.
-	ids           [5]string
-	nids          int
-	events        int
-	duplicates    int
-	deadLettered  int
-	passedThrough int
-	subject       string
-	stream        string
-	seq           uint64
-	auth          string
-	err           error
+	// Report is what the delivery path did with the request's events.
+	Report
+	auth string
+	err  error
 	// deliveryCount and subscription are Event Grid's aeg-delivery-count and aeg-subscription-name.
 	deliveryCount string
 	subscription  string
@@ -34,14 +27,6 @@ func recordOf(w http.ResponseWriter) *record {
 		return &sw.rec
 	}
 	return &record{}
-}
-
-// addID keeps the first few event ids of a request for its log record.
-func (r *record) addID(id string) {
-	if r.nids < len(r.ids) {
-		r.ids[r.nids] = id
-		r.nids++
-	}
 }
 
 type statusWriter struct {
@@ -93,7 +78,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		}
 		h := s.log.Handler()
 		if !h.Enabled(r.Context(), level) {
-			return
+			return // before the attributes are built
 		}
 		// Room for every attribute a record can have, so that the list is allocated once.
 		attrs := make([]slog.Attr, 0, 16)
@@ -103,21 +88,6 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			slog.Int("status", code),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 		)
-		if rec.nids > 0 {
-			attrs = append(attrs, slog.String("event_ids", strings.Join(rec.ids[:rec.nids], ",")), slog.Int("messages", rec.events))
-		}
-		if rec.subject != "" {
-			attrs = append(attrs, slog.String("subject", rec.subject))
-		}
-		if rec.stream != "" {
-			attrs = append(attrs, slog.String("stream", rec.stream), slog.Uint64("seq", rec.seq), slog.Int("duplicates", rec.duplicates))
-		}
-		if rec.deadLettered > 0 {
-			attrs = append(attrs, slog.Int("dead_lettered", rec.deadLettered))
-		}
-		if rec.passedThrough > 0 {
-			attrs = append(attrs, slog.Int("passed_through", rec.passedThrough))
-		}
 		if rec.auth != "" {
 			attrs = append(attrs, slog.String("auth", rec.auth))
 		}
@@ -127,13 +97,39 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		if rec.deliveryCount != "" {
 			attrs = append(attrs, slog.String("aeg_delivery_count", rec.deliveryCount))
 		}
-		if rec.err != nil {
-			attrs = append(attrs, slog.String("error", shortReason(rec.err.Error())))
-		}
-		// The record is made here rather than by LogAttrs, which would look up the caller for a source
-		// position that the handler does not print, on every delivery.
-		record := slog.NewRecord(time.Now(), level, "request", 0)
-		record.AddAttrs(attrs...)
-		_ = h.Handle(r.Context(), record)
+		LogDelivery(r.Context(), h, level, "request", &rec.Report, rec.err, attrs)
 	})
+}
+
+// LogDelivery writes the one log record of a delivery, whatever its source: the source's own attributes
+// (an HTTP request's method, path and status; a pulled batch's settlements), then what the path did (the
+// first event ids, the messages, the first subject, the stream and its sequence, duplicates, dead letters
+// and passed-through events), then the error, when there is one. The record is made here rather than by
+// Logger.LogAttrs, which would look up the caller for a source position that the handler does not print,
+// on every delivery.
+func LogDelivery(ctx context.Context, h slog.Handler, level slog.Level, msg string, rep *Report, err error, attrs []slog.Attr) {
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	if rep.nids > 0 {
+		attrs = append(attrs, slog.String("event_ids", strings.Join(rep.ids[:rep.nids], ",")), slog.Int("messages", rep.Messages))
+	}
+	if rep.Subject != "" {
+		attrs = append(attrs, slog.String("subject", rep.Subject))
+	}
+	if rep.Stream != "" {
+		attrs = append(attrs, slog.String("stream", rep.Stream), slog.Uint64("seq", rep.Seq), slog.Int("duplicates", rep.Duplicates))
+	}
+	if rep.DeadLettered > 0 {
+		attrs = append(attrs, slog.Int("dead_lettered", rep.DeadLettered))
+	}
+	if rep.PassedThrough > 0 {
+		attrs = append(attrs, slog.Int("passed_through", rep.PassedThrough))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", shortReason(err.Error())))
+	}
+	record := slog.NewRecord(time.Now(), level, msg, 0)
+	record.AddAttrs(attrs...)
+	_ = h.Handle(ctx, record)
 }

@@ -20,7 +20,7 @@ type Metrics struct {
 	received  *prometheus.CounterVec
 	published *prometheus.CounterVec
 	// publishedAs holds published's counter of each kind, looked up once rather than per message.
-	publishedAs   map[string]prometheus.Counter
+	publishedAs   [len(publishedKinds)]prometheus.Counter
 	duplicates    prometheus.Counter
 	deadLettered  prometheus.Counter
 	passedThrough prometheus.Counter
@@ -153,9 +153,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"attempt"})
 	m.deliveries = [2]prometheus.Counter{deliveries.WithLabelValues("first"), deliveries.WithLabelValues("retry")}
 	reg.MustRegister(deliveries)
-	m.publishedAs = map[string]prometheus.Counter{}
-	for _, kind := range []string{"acr", "ping", "passthrough", "deadletter"} {
-		m.publishedAs[kind] = m.published.WithLabelValues(kind)
+	for kind, label := range publishedKinds {
+		m.publishedAs[kind] = m.published.WithLabelValues(label)
 	}
 	reg.MustRegister(m.received, m.published, m.duplicates, m.deadLettered, m.passedThrough, m.rejected,
 		m.requests, m.requestTime, m.publishTime, m.inflight, m.batches, m.batchSize)

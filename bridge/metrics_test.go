@@ -17,7 +17,7 @@ import (
 
 func withMetrics(s *setup) {
 	reg := prometheus.NewRegistry()
-	s.opts.Metrics = bridge.NewMetrics(reg)
+	s.path.Metrics = bridge.NewMetrics(reg)
 	s.opts.MetricsHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
 

@@ -19,14 +19,17 @@ import (
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 )
 
-// fuzzServers are bridges in both output modes; prepare publishes nothing, so they need no NATS.
-func fuzzServers() map[bool]*Server {
+// fuzzPaths are delivery paths in both output modes; prepare publishes nothing, so they need no NATS.
+func fuzzPaths() map[bool]*Path {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	opts := Options{Subjects: Subjects{Prefix: "acr", Passthrough: "eventgrid"}, Passthrough: true, MaxJSONDepth: 64}
+	opts := PathOptions{Subjects: Subjects{Prefix: "acr", Passthrough: "eventgrid"}, Passthrough: true}
 	structured, binary := opts, opts
 	structured.Mode, binary.Mode = ModeStructured, ModeBinary
-	return map[bool]*Server{false: NewServer(structured, nil, log), true: NewServer(binary, nil, log)}
+	return map[bool]*Path{false: NewPath(structured, nil, log), true: NewPath(binary, nil, log)}
 }
+
+// fuzzDecoder reads bodies as the bridge's HTTP server does.
+var fuzzDecoder = cloudevents.Decoder{MaxDepth: 64}
 
 func addPayloadSeeds(f *testing.F, add func([]byte)) {
 	files, err := filepath.Glob(filepath.Join("testdata", "in", "*.json"))
@@ -48,15 +51,15 @@ func addPayloadSeeds(f *testing.F, add func([]byte)) {
 // DecodeMessage under the same id.
 func FuzzPublishable(f *testing.F) {
 	addPayloadSeeds(f, func(b []byte) { f.Add(b, false); f.Add(b, true) })
-	servers := fuzzServers()
+	paths := fuzzPaths()
 	f.Fuzz(func(t *testing.T, body []byte, binaryOut bool) {
-		s := servers[binaryOut]
+		p := paths[binaryOut]
 		r := httptest.NewRequest(http.MethodPost, "/eventgrid", nil)
-		if d, err := s.dec.Decode(r.Header, body); err == nil {
-			checkBatch(t, s, r, d, "")
+		if d, err := fuzzDecoder.Decode(r.Header, body); err == nil {
+			checkBatch(t, p, &Delivery{Events: d.Events, Invalid: d.Invalid})
 		}
-		if ev, err := s.dec.DecodeWebhook(body); err == nil {
-			checkBatch(t, s, r, &cloudevents.Delivery{Events: []cloudevents.Event{ev}}, "reg")
+		if ev, err := fuzzDecoder.DecodeWebhook(body); err == nil {
+			checkBatch(t, p, &Delivery{Events: []cloudevents.Event{ev}, Registry: "reg"})
 		}
 	})
 }
@@ -66,29 +69,29 @@ func FuzzPublishableBinary(f *testing.F) {
 	f.Add([]byte(`{"action":"push","target":{"repository":"a","tag":"1"}}`), "id-1", "/subscriptions/s/providers/Microsoft.ContainerRegistry/registries/r", TypeImagePushed, "2024-05-01T12:00:00Z", "application/json", false)
 	f.Add([]byte(`{"api":"PutBlob"}`), "id-2", "/storage", "Microsoft.Storage.BlobCreated", "", "application/json", true)
 	f.Add([]byte(`"text"`), "id-3", "s", TypeChartDeleted, "bad time", "text/plain", true)
-	servers := fuzzServers()
+	paths := fuzzPaths()
 	f.Fuzz(func(t *testing.T, body []byte, id, source, typ, tm, ct string, binaryOut bool) {
-		s := servers[binaryOut]
+		p := paths[binaryOut]
 		r := httptest.NewRequest(http.MethodPost, "/eventgrid", nil)
 		for k, v := range map[string]string{"ce-specversion": "1.0", "ce-id": id, "ce-source": source, "ce-type": typ, "ce-time": tm, "Content-Type": ct} {
 			r.Header.Set(k, v)
 		}
-		if d, err := s.dec.Decode(r.Header, body); err == nil {
-			checkBatch(t, s, r, d, "")
+		if d, err := fuzzDecoder.Decode(r.Header, body); err == nil {
+			checkBatch(t, p, &Delivery{Events: d.Events, Invalid: d.Invalid})
 		}
 	})
 }
 
-func checkBatch(t *testing.T, s *Server, r *http.Request, d *cloudevents.Delivery, registry string) {
+func checkBatch(t *testing.T, p *Path, d *Delivery) {
 	t.Helper()
-	b, err := s.prepare(&record{}, d, registry)
+	b, err := p.prepare(d, &Report{Results: make([]Result, len(d.Events))})
 	if err != nil {
 		if errors.Is(err, cloudevents.ErrMalformed) {
 			return // a validation event without a code: the whole request is 400
 		}
 		t.Fatalf("accepted body cannot be prepared: %v", err)
 	}
-	if len(b.msgs)+boolInt(b.validation != nil) == 0 && !onlyManagement(d) {
+	if len(b.msgs) == 0 && !onlyManagement(d) {
 		t.Fatalf("accepted %d events but built no message", len(d.Events)+len(d.Invalid))
 	}
 	for _, m := range b.msgs {
@@ -96,15 +99,8 @@ func checkBatch(t *testing.T, s *Server, r *http.Request, d *cloudevents.Deliver
 	}
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // onlyManagement reports whether a delivery holds only Event Grid subscription events, which publish nothing.
-func onlyManagement(d *cloudevents.Delivery) bool {
+func onlyManagement(d *Delivery) bool {
 	for _, ev := range d.Events {
 		if ev.Type != cloudevents.TypeSubscriptionValidation && ev.Type != cloudevents.TypeSubscriptionDeleted {
 			return false

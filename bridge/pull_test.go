@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/natsbridge/acr-nats-bridge/bridge"
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 )
 
 // cePush is a CloudEvents ImagePushed event, as a namespace topic hands it out.
@@ -20,6 +21,28 @@ func cePush(id, repo string) json.RawMessage {
 		"type":"Microsoft.ContainerRegistry.ImagePushed","time":"2024-05-01T10:00:00.1234567Z","datacontenttype":"application/json",
 		"data":{"id":"d-%s","timestamp":"2024-05-01T10:00:00.123Z","action":"push","target":{"repository":%q,"tag":"v1","digest":"sha256:abc"},
 		"request":{"host":"myregistry.azurecr.io"}}}`, id, acrTopic, repo, id, repo))
+}
+
+// pull hands events to the path as the namespace puller does: each decoded on its own (one that does not
+// decode is refused by the outcome rule), then every decoded one in one delivery, each with its own outcome.
+func (e *testEnv) pull(ctx context.Context, raws []json.RawMessage) ([]bridge.Result, bridge.Report) {
+	results := make([]bridge.Result, len(raws))
+	d := &bridge.Delivery{Span: "receive namespace events", Each: true}
+	var owner []int
+	for i, raw := range raws {
+		ev, err := (cloudevents.Decoder{}).DecodeEvent(raw)
+		if err != nil {
+			results[i] = bridge.Result{Outcome: bridge.OutcomeOf(err), Err: err}
+			continue
+		}
+		d.Events = append(d.Events, ev)
+		owner = append(owner, i)
+	}
+	rep := e.path.Deliver(ctx, d)
+	for k, i := range owner {
+		results[i] = rep.Results[k]
+	}
+	return results, rep
 }
 
 func outcomes(results []bridge.Result) []string {
@@ -37,7 +60,7 @@ func outcomes(results []bridge.Result) []string {
 // settlement of its lock: stored (a duplicate or a dead letter included) is acknowledged, what a push
 // would answer 400 or 413 is refused, what it would answer 503 is retried.
 func TestDeliverPulled(t *testing.T) {
-	e := newEnv(t, func(s *setup) { s.opts.Passthrough = false })
+	e := newEnv(t, func(s *setup) { s.path.Passthrough = false })
 	ctx := context.Background()
 	events := []json.RawMessage{
 		cePush("p-1", "team/web"),
@@ -46,11 +69,11 @@ func TestDeliverPulled(t *testing.T) {
 		json.RawMessage(`{"specversion":"1.0","id":"p-4","source":"` + acrTopic + `","type":"Microsoft.ContainerRegistry.ImageDeleted","data":"oops"}`),
 		cePush("p-5", "app"),
 	}
-	results, sum := e.handler.DeliverPulled(ctx, events)
+	results, sum := e.pull(ctx, events)
 	assert.Equal(t, []string{"stored", "refused", "refused", "stored", "stored"}, outcomes(results))
 	assert.ErrorContains(t, results[1].Err, "passthrough is off")
 	assert.Equal(t, 3, sum.Messages)
-	assert.Equal(t, 1, sum.Dead)
+	assert.Equal(t, 1, sum.DeadLettered)
 	msgs := e.stored()
 	require.Len(t, msgs, 3)
 	assert.Equal(t, "acr.image.pushed.myregistry.team.web", msgs[0].Subject)
@@ -60,7 +83,7 @@ func TestDeliverPulled(t *testing.T) {
 	assert.Equal(t, "p-5", msgs[2].Header.Get("Nats-Msg-Id"))
 
 	// Delivered again (a lock that expired): stored once, each a duplicate.
-	results, sum = e.handler.DeliverPulled(ctx, []json.RawMessage{cePush("p-1", "team/web"), cePush("p-6", "app")})
+	results, sum = e.pull(ctx, []json.RawMessage{cePush("p-1", "team/web"), cePush("p-6", "app")})
 	assert.Equal(t, []string{"stored duplicate", "stored"}, outcomes(results))
 	assert.Equal(t, 1, sum.Duplicates)
 	assert.Len(t, e.stored(), 4)
@@ -71,7 +94,7 @@ func TestDeliverPulledTooLarge(t *testing.T) {
 	e := newEnv(t)
 	big := cePush("big", "app")
 	big = json.RawMessage(strings.Replace(string(big), `"request":{`, `"request":{"useragent":"`+strings.Repeat("x", 1<<20)+`",`, 1))
-	results, _ := e.handler.DeliverPulled(context.Background(), []json.RawMessage{cePush("s-1", "app"), big, cePush("s-2", "app")})
+	results, _ := e.pull(context.Background(), []json.RawMessage{cePush("s-1", "app"), big, cePush("s-2", "app")})
 	assert.Equal(t, []string{"stored", "refused", "stored"}, outcomes(results))
 	assert.ErrorIs(t, results[1].Err, bridge.ErrTooLarge)
 	assert.Len(t, e.stored(), 2)
@@ -83,7 +106,7 @@ func TestDeliverPulledNATSDown(t *testing.T) {
 	e.ns.Shutdown()
 	e.ns.WaitForShutdown()
 	require.Eventually(t, func() bool { return !e.nc.IsConnected() }, 5*time.Second, 10*time.Millisecond)
-	results, _ := e.handler.DeliverPulled(context.Background(), []json.RawMessage{cePush("d-1", "app"), cePush("d-2", "app")})
+	results, _ := e.pull(context.Background(), []json.RawMessage{cePush("d-1", "app"), cePush("d-2", "app")})
 	assert.Equal(t, []string{"retry", "retry"}, outcomes(results))
 	assert.ErrorIs(t, results[0].Err, bridge.ErrUnavailable)
 }

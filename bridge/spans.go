@@ -2,8 +2,6 @@ package bridge
 
 import (
 	"context"
-	"net/http"
-	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -32,31 +30,24 @@ func contextOf(t cloudevents.Trace) trace.SpanContext {
 // finishNothing is the finish of a delivery without spans.
 func finishNothing([]Ack, error) {}
 
-// startSpans starts the SERVER span of a delivery named name and a PRODUCER span per message of b, and
-// writes each producer span's context into its message's trace headers, so that a consumer's span is its
-// child (the envelope keeps the creator's context). The delivery span is the child of the delivery's own
-// trace context (the request's traceparent header); else, for a delivery of one event, of that event's;
-// else a root linked to the events' contexts. finish ends the spans by the outcome of the publish.
-// Without tracing it does nothing, and costs nothing: the messages keep the incoming context. r is the
-// HTTP request of a pushed delivery (its traceparent header, method and route), nil for a pulled batch.
-func (s *Server) startSpans(ctx context.Context, name string, b *batch, r *http.Request) (finish func(acks []Ack, err error)) {
-	if !s.tracing || len(b.msgs) == 0 {
+// startSpans starts the SERVER span of a delivery and a PRODUCER span per message of out, and writes each
+// producer span's context into its message's trace headers, so that a consumer's span is its child (the
+// envelope keeps the creator's context). The delivery span is the child of the delivery's own trace
+// context (a request's traceparent header); else, for a delivery of one event, of that event's; else a
+// root linked to the events' contexts. finish ends the spans by the outcome of the publish. Without
+// tracing it does nothing, and costs nothing: the messages keep the incoming context.
+func (p *Path) startSpans(ctx context.Context, d *Delivery, out *outbox) (finish func(acks []Ack, err error)) {
+	if !p.tracing || len(out.msgs) == 0 {
 		return finishNothing
 	}
-	var delivery cloudevents.Trace
-	attrs := []attribute.KeyValue{attribute.Int("messaging.batch.message_count", len(b.msgs))}
-	if r != nil {
-		delivery = cloudevents.TraceOfHeader(r.Header)
-		attrs = append(attrs, attribute.String("http.request.method", r.Method),
-			attribute.String("http.route", strings.TrimPrefix(r.Pattern, r.Method+" ")))
-	}
-	parent := contextOf(delivery)
+	attrs := append([]attribute.KeyValue{attribute.Int("messaging.batch.message_count", len(out.msgs))}, d.SpanAttrs...)
+	parent := contextOf(d.Trace)
 	var links []trace.Link
 	if !parent.IsValid() {
-		if len(b.msgs) == 1 {
-			parent = contextOf(b.traces[0])
+		if len(out.msgs) == 1 {
+			parent = contextOf(out.traces[0])
 		} else {
-			for _, t := range b.traces {
+			for _, t := range out.traces {
 				if sc := contextOf(t); sc.IsValid() && len(links) < maxLinks {
 					links = append(links, trace.Link{SpanContext: sc})
 				}
@@ -66,10 +57,10 @@ func (s *Server) startSpans(ctx context.Context, name string, b *batch, r *http.
 	if parent.IsValid() {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
 	}
-	ctx, server := s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithLinks(links...),
+	ctx, server := p.tracer.Start(ctx, d.Span, trace.WithSpanKind(trace.SpanKindServer), trace.WithLinks(links...),
 		trace.WithAttributes(attrs...))
-	producers := make([]trace.Span, len(b.msgs))
-	for i, m := range b.msgs {
+	producers := make([]trace.Span, len(out.msgs))
+	for i, m := range out.msgs {
 		opts := []trace.SpanStartOption{
 			trace.WithSpanKind(trace.SpanKindProducer),
 			trace.WithAttributes(
@@ -77,14 +68,14 @@ func (s *Server) startSpans(ctx context.Context, name string, b *batch, r *http.
 				attribute.String("messaging.operation.name", "publish"),
 				attribute.String("messaging.operation.type", "send"),
 				attribute.String("messaging.destination.name", m.Subject),
-				attribute.String("messaging.destination.template", b.templates[i]),
+				attribute.String("messaging.destination.template", out.templates[i]),
 				attribute.String("messaging.message.id", m.Header.Get("Nats-Msg-Id")),
 			),
 		}
-		if sc := contextOf(b.traces[i]); sc.IsValid() && !sc.Equal(parent) {
+		if sc := contextOf(out.traces[i]); sc.IsValid() && !sc.Equal(parent) {
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
 		}
-		pctx, span := s.tracer.Start(ctx, "publish "+b.templates[i], opts...)
+		pctx, span := p.tracer.Start(ctx, "publish "+out.templates[i], opts...)
 		tracing.Propagator.Inject(pctx, tracing.Header(m.Header))
 		producers[i] = span
 	}

@@ -48,7 +48,7 @@ func lower(s string) string {
 
 // Binary mode in and out: ce-traceparent in, ce-traceparent on the message and the traceparent header.
 func TestTraceBinaryMode(t *testing.T) {
-	e := newEnv(t, func(s *setup) { s.opts.Mode = bridge.ModeBinary })
+	e := newEnv(t, func(s *setup) { s.path.Mode = bridge.ModeBinary })
 	data := `{"id":"d1","action":"push","target":{"repository":"web","tag":"2","digest":"sha256:9"}}`
 	code, _, resp := e.post("/eventgrid", []byte(data), "Content-Type", "application/json",
 		"ce-specversion", "1.0", "ce-id", "bin-t", "ce-source", acrTopic, "ce-type", bridge.TypeImagePushed,
@@ -113,7 +113,7 @@ func TestTracePulled(t *testing.T) {
 	e := newEnv(t)
 	ev := json.RawMessage(`{"specversion":"1.0","id":"pulled-t","source":"` + acrTopic + `","type":"Microsoft.ContainerRegistry.ImagePushed",` +
 		`"traceparent":"` + eventTrace + `","data":{"action":"push","target":{"repository":"web","tag":"1"}}}`)
-	results, _ := e.handler.DeliverPulled(context.Background(), []json.RawMessage{ev})
+	results, _ := e.pull(context.Background(), []json.RawMessage{ev})
 	require.Equal(t, bridge.Stored, results[0].Outcome)
 	msgs := e.stored()
 	require.Len(t, msgs, 1)

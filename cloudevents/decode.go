@@ -232,6 +232,21 @@ func (d Decoder) Decode(header http.Header, body []byte) (*Delivery, error) {
 	}
 }
 
+// DecodeEvent reads one event in structured JSON, as an Event Grid namespace hands out each one it
+// delivers by pull: a CloudEvent (or an Event Grid schema event) object. Its memory rules are Decode's.
+func (d Decoder) DecodeEvent(raw []byte) (Event, error) {
+	trimmed := bytes.TrimLeft(raw, " \t\r\n")
+	switch {
+	case len(trimmed) == 0:
+		return Event{}, fmt.Errorf("%w: empty event", ErrMalformed)
+	case !utf8.Valid(trimmed):
+		return Event{}, fmt.Errorf("%w: event is not valid UTF-8", ErrMalformed)
+	case trimmed[0] != '{':
+		return Event{}, fmt.Errorf("%w: event is not a JSON object", ErrMalformed)
+	}
+	return d.decodeObject(trimmed)
+}
+
 // The fields of wireEvent, by their index in wireFields.
 const (
 	wSpecVersion = iota

@@ -6,6 +6,7 @@ package namespace
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,11 +28,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natsbridge/acr-nats-bridge/bridge"
+	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 )
 
-// Deliverer takes pulled events along the bridge's delivery path; *bridge.Server is one.
+// Deliverer is the bridge's delivery path (*bridge.Path), which pulled events take as pushed ones do.
 type Deliverer interface {
-	DeliverPulled(ctx context.Context, events []json.RawMessage) ([]bridge.Result, bridge.PullSummary)
+	// Deliver publishes a delivery's events and reports what became of each.
+	Deliver(ctx context.Context, d *bridge.Delivery) bridge.Report
 	// CanStore reports whether NATS can store events now.
 	CanStore(ctx context.Context) error
 }
@@ -56,6 +59,8 @@ type Options struct {
 	SettleTimeout time.Duration
 	// ClientOptions are the SDK client's (a transport that trusts a private CA, in tests).
 	ClientOptions azcore.ClientOptions
+	// MaxJSONDepth is the deepest JSON nesting accepted in one event, as for pushed ones.
+	MaxJSONDepth int
 }
 
 // Puller receives from the namespace and settles what it receives.
@@ -63,6 +68,7 @@ type Puller struct {
 	opts    Options
 	client  *aznamespaces.ReceiverClient
 	deliver Deliverer
+	dec     cloudevents.Decoder
 	log     *slog.Logger
 	metrics *metrics
 	release aznamespaces.ReleaseDelay
@@ -107,7 +113,7 @@ func New(opts Options, d Deliverer, reg prometheus.Registerer, log *slog.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("namespace client: %w", err)
 	}
-	p := &Puller{opts: opts, client: client, deliver: d, log: log, metrics: newMetrics(reg), release: release}
+	p := &Puller{opts: opts, client: client, deliver: d, dec: cloudevents.Decoder{MaxDepth: opts.MaxJSONDepth}, log: log, metrics: newMetrics(reg), release: release}
 	p.problem.Store(new(string))
 	return p, nil
 }
@@ -301,9 +307,8 @@ func (p *Puller) receive(ctx context.Context) ([]json.RawMessage, []string, erro
 // after their PubAck; the rest are released or rejected. It returns how many were released.
 func (p *Puller) settle(ctx context.Context, events []json.RawMessage, tokens []string) int {
 	start := time.Now()
-	results, sum := p.deliver.DeliverPulled(ctx, events)
+	results, rep := p.deliverEach(ctx, events)
 	var ack, release, reject []string
-	var firstErr error
 	for i, r := range results {
 		switch r.Outcome {
 		case bridge.Stored:
@@ -313,32 +318,47 @@ func (p *Puller) settle(ctx context.Context, events []json.RawMessage, tokens []
 		case bridge.Refused:
 			reject = append(reject, tokens[i])
 		}
-		if r.Err != nil && firstErr == nil {
-			firstErr = r.Err
-		}
 	}
 	p.settleEach(ctx, "acknowledge", ack)
 	p.settleEach(ctx, "release", release)
 	p.settleEach(ctx, "reject", reject)
 
-	attrs := []any{"received", len(events), "acknowledged", len(ack), "released", len(release), "rejected", len(reject),
-		"messages", sum.Messages, "duplicates", sum.Duplicates, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
-	if len(sum.IDs) > 0 {
-		attrs = append(attrs, "event_ids", strings.Join(sum.IDs, ","))
+	level := slog.LevelInfo
+	if rep.Err != nil {
+		level = slog.LevelWarn
 	}
-	if sum.Stream != "" {
-		attrs = append(attrs, "stream", sum.Stream, "seq", sum.Seq)
+	bridge.LogDelivery(ctx, p.log.Handler(), level, "pulled", &rep, rep.Err, []slog.Attr{
+		slog.Int("received", len(events)), slog.Int("acknowledged", len(ack)), slog.Int("released", len(release)),
+		slog.Int("rejected", len(reject)), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+	})
+	return len(release)
+}
+
+// deliverEach decodes each received event on its own, as the namespace hands it out (one CloudEvent in
+// structured JSON), and hands those that decode to the delivery path in one delivery in which each gets
+// its own outcome. An event that does not decode gets the outcome of its error. It returns a result per
+// event received, in order.
+func (p *Puller) deliverEach(ctx context.Context, events []json.RawMessage) ([]bridge.Result, bridge.Report) {
+	results := make([]bridge.Result, len(events))
+	d := &bridge.Delivery{Span: "receive namespace events", Each: true, Events: make([]cloudevents.Event, 0, len(events))}
+	owner := make([]int, 0, len(events)) // owner[k] is the received event of d.Events[k]
+	var decodeErr error
+	for i, raw := range events {
+		ev, err := p.dec.DecodeEvent(raw)
+		if err != nil {
+			results[i] = bridge.Result{Outcome: bridge.OutcomeOf(err), Err: err}
+			decodeErr = cmp.Or(decodeErr, err)
+			continue
+		}
+		d.Events = append(d.Events, ev)
+		owner = append(owner, i)
 	}
-	if sum.Dead > 0 {
-		attrs = append(attrs, "dead_lettered", sum.Dead)
+	rep := p.deliver.Deliver(ctx, d)
+	for k, i := range owner {
+		results[i] = rep.Results[k]
 	}
-	if firstErr != nil {
-		attrs = append(attrs, "error", firstErr.Error())
-		p.log.Warn("pulled", attrs...)
-		return len(release)
-	}
-	p.log.Info("pulled", attrs...)
-	return 0
+	rep.Err = cmp.Or(decodeErr, rep.Err)
+	return results, rep
 }
 
 // settleEach makes one settlement call for tokens and counts each token's result. A token that fails

@@ -2,7 +2,6 @@ package namespace_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,7 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/natsbridge/acr-nats-bridge/bridge"
-	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 	"github.com/natsbridge/acr-nats-bridge/namespace"
 	"github.com/natsbridge/acr-nats-bridge/namespace/namespacetest"
 )
@@ -78,20 +76,20 @@ type gatedDeliverer struct {
 	g *gate
 }
 
-func (d gatedDeliverer) DeliverPulled(ctx context.Context, events []json.RawMessage) ([]bridge.Result, bridge.PullSummary) {
+func (d gatedDeliverer) Deliver(ctx context.Context, delivery *bridge.Delivery) bridge.Report {
 	select {
 	case d.g.entered <- struct{}{}:
 	default:
 	}
 	<-d.g.open
-	return d.Deliverer.DeliverPulled(ctx, events)
+	return d.Deliverer.Deliver(ctx, delivery)
 }
 
-func deliverer(srv *bridge.Server, g *gate) namespace.Deliverer {
+func deliverer(path *bridge.Path, g *gate) namespace.Deliverer {
 	if g == nil {
-		return srv
+		return path
 	}
-	return gatedDeliverer{srv, g}
+	return gatedDeliverer{path, g}
 }
 
 type rigOptions struct {
@@ -124,10 +122,9 @@ func newRig(t testing.TB, ro rigOptions) *rig {
 	require.NoError(t, err)
 	t.Cleanup(pub.Close)
 	require.NoError(t, pub.EnsureStream(context.Background()))
-	srv := bridge.NewServer(bridge.Options{
+	path := bridge.NewPath(bridge.PathOptions{
 		Subjects: bridge.Subjects{Prefix: "acr", Passthrough: "eventgrid"}, Mode: bridge.ModeStructured,
-		AllowedOrigins: cloudevents.Origins{"eventgrid.azure.net"}, Passthrough: ro.passthrough,
-		MaxBodyBytes: 4 << 20, MaxEvents: 5000, MaxInflight: 64, RetryAfter: 5 * time.Second,
+		Passthrough: ro.passthrough,
 	}, pub, log)
 	key := ro.key
 	if key == "" {
@@ -145,7 +142,7 @@ func newRig(t testing.TB, ro rigOptions) *rig {
 		Endpoint: r.ns.URL, Topic: "acr-events", Subscription: sub, Key: key,
 		Receivers: receivers, MaxEvents: 100, MaxWait: 10 * time.Second, ReleaseDelay: 0,
 		ClientOptions: azcore.ClientOptions{Transport: r.ns.Client, Retry: policy.RetryOptions{MaxRetries: -1}},
-	}, deliverer(srv, ro.gate), r.reg, log)
+	}, deliverer(path, ro.gate), r.reg, log)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -106,13 +106,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer conn.close(log)
 
-	var handler *bridge.Server
+	pathOpts := bridge.PathOptions{
+		Subjects:        bridge.Subjects{Prefix: cfg.SubjectPrefix, Passthrough: cfg.PassthroughPrefix},
+		DefaultRegistry: cfg.DefaultRegistry,
+		Mode:            bridge.Mode(cfg.CEMode),
+		Passthrough:     cfg.Passthrough,
+	}
 	opts := bridge.Options{
-		Subjects:         bridge.Subjects{Prefix: cfg.SubjectPrefix, Passthrough: cfg.PassthroughPrefix},
-		DefaultRegistry:  cfg.DefaultRegistry,
-		Mode:             bridge.Mode(cfg.CEMode),
 		AllowedOrigins:   cloudevents.Origins(cfg.AllowedOrigins),
-		Passthrough:      cfg.Passthrough,
 		MaxBodyBytes:     cfg.MaxBodyBytes,
 		MaxEvents:        cfg.MaxEvents,
 		MaxInflight:      cfg.MaxInflight,
@@ -125,7 +126,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	reg := newRegistry(conn.nc)
-	opts.Metrics = bridge.NewMetrics(reg)
+	pathOpts.Metrics = bridge.NewMetrics(reg)
 	tp, shutdownTracing, err := tracing.Setup(ctx, tracing.DefaultServiceName)
 	if err != nil {
 		return err
@@ -139,7 +140,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}()
 	if tracing.Enabled(tp) {
-		opts.Tracer = tp.Tracer("github.com/natsbridge/acr-nats-bridge")
+		pathOpts.Tracer = tp.Tracer("github.com/natsbridge/acr-nats-bridge")
 		log.Info("tracing with OpenTelemetry", "exporter", os.Getenv("OTEL_TRACES_EXPORTER"), "service_name", envOr("OTEL_SERVICE_NAME", tracing.DefaultServiceName))
 	}
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
@@ -159,9 +160,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		defer stopPprof()
 	}
+	var path *bridge.Path
 	if cfg.NATSMode == "core" {
 		log.Info("publishing with core NATS: no stream, no acks, no de-duplication")
-		handler = bridge.NewServer(opts, bridge.NewCore(conn.nc, cfg.PublishTimeout), log)
+		path = bridge.NewPath(pathOpts, bridge.NewCore(conn.nc, cfg.PublishTimeout), log)
 	} else {
 		storage := jetstream.FileStorage
 		if cfg.StreamStorage == "memory" {
@@ -176,7 +178,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			Replicas:      cfg.StreamReplicas,
 			Storage:       storage,
 			AtomicBatches: bridge.BatchPolicy(cfg.AtomicBatchPolicy()),
-		}, cfg.PublishTimeout, max(4096, 2*cfg.MaxEvents), opts.Metrics, log)
+		}, cfg.PublishTimeout, max(4096, 2*cfg.MaxEvents), pathOpts.Metrics, log)
 		if err != nil {
 			return err
 		}
@@ -188,11 +190,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			log.Error("stream not available; deliveries get 503 until it is", "stream", cfg.Stream, "error", err)
 		}
 		cancel()
-		handler = bridge.NewServer(opts, js, log)
+		path = bridge.NewPath(pathOpts, js, log)
 	}
+	handler := bridge.NewServer(opts, path, log)
 	stopPulling := func() {}
 	if cfg.NamespaceEnabled() {
-		puller, err := newPuller(cfg, handler, reg, log)
+		puller, err := newPuller(cfg, path, reg, log)
 		if err != nil {
 			return err
 		}

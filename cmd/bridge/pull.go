@@ -30,6 +30,7 @@ func newPuller(cfg config.Config, d namespace.Deliverer, reg prometheus.Register
 		ReleaseDelay: cfg.NamespaceReleaseDelay,
 		// A batch's delivery waits up to the publish timeout; its settlement gets as long again.
 		SettleTimeout: 2 * cfg.PublishTimeout,
+		MaxJSONDepth:  cfg.MaxJSONDepth,
 	}
 	if opts.Key == "" {
 		cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{

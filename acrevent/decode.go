@@ -45,7 +45,7 @@ func DecodeEnvelope(header nats.Header, data []byte) (*Envelope, error) {
 			TraceParent:     get("ce-traceparent"),
 			TraceState:      get("ce-tracestate"),
 		}
-		if !isEnvelopeType(env.Type) {
+		if !IsEnvelopeType(env.Type) {
 			return nil, fmt.Errorf("%w: type %q", ErrNotEnvelope, env.Type)
 		}
 		if err := json.Unmarshal(data, &env.Data); err != nil {
@@ -54,18 +54,16 @@ func DecodeEnvelope(header nats.Header, data []byte) (*Envelope, error) {
 		return &env, nil
 	}
 	if err := json.Unmarshal(data, &env); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotEnvelope, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotEnvelope, err)
 	}
 	if env.SpecVersion == "" || env.ID == "" {
 		return nil, fmt.Errorf("%w: no CloudEvent attributes", ErrNotEnvelope)
 	}
-	if !isEnvelopeType(env.Type) {
+	if !IsEnvelopeType(env.Type) {
 		return nil, fmt.Errorf("%w: type %q", ErrNotEnvelope, env.Type)
 	}
 	return &env, nil
 }
-
-func isEnvelopeType(t string) bool { return IsACRType(t) || t == TypeImageQuarantined || t == TypePing }
 
 // Header names the bridge sets beyond the CloudEvents ones, on dead letters.
 const (

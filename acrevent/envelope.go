@@ -87,16 +87,15 @@ type ConnectedRegistry struct {
 	Name string `json:"name,omitempty"`
 }
 
-var acrTypes = map[string]bool{
-	TypeImagePushed:  true,
-	TypeImageDeleted: true,
-	TypeChartPushed:  true,
-	TypeChartDeleted: true,
+// IsEnvelopeType reports whether t is the type of an envelope: one of the six types above. A message of any
+// other type on the bridge's subjects is a passed-through event, not an envelope.
+func IsEnvelopeType(t string) bool {
+	switch t {
+	case TypeImagePushed, TypeImageDeleted, TypeChartPushed, TypeChartDeleted, TypeImageQuarantined, TypePing:
+		return true
+	}
+	return false
 }
-
-// IsACRType reports whether t is one of the four Event Grid ACR event types the bridge normalises. Other
-// Microsoft.ContainerRegistry.* types are passed through rather than guessed at.
-func IsACRType(t string) bool { return acrTypes[t] }
 
 // Subject is the CloudEvents subject Event Grid gives ACR events: repo:tag, else repo@digest, else repo.
 // An event without a repository has no subject.

@@ -10,107 +10,25 @@ import (
 // "_", and a component that really is "_" is escaped as %5F, so the token is never ambiguous.
 const EmptyToken = "_"
 
-// MaxSubjectLen bounds the subjects the bridge builds. NATS refuses a protocol line longer than its
-// max_control_line (4 KiB by default) by closing the connection, so a hostile repository name must never
-// get that far; ACR repository names are far shorter.
-const MaxSubjectLen = 2048
-
-// ErrSubjectTooLong is returned for a subject over MaxSubjectLen bytes.
-var ErrSubjectTooLong = errors.New("subject too long")
-
-// Subjects names the NATS subjects the bridge publishes to:
+// Subjects is the subject grammar under one prefix (BRIDGE_SUBJECT_PREFIX, "acr" by default):
 //
 //	{prefix}.{artifact}.{verb}.{registry}.{repository tokens}   ACR events
 //	{prefix}.ping.{registry}                                     webhook pings and unknown actions
 //	{prefix}.deadletter                                          events that cannot be normalised
-//	{passthrough}.{type tokens}                                  every other event type
 type Subjects struct {
-	Prefix      string
-	Passthrough string
-}
-
-var verbs = map[string]string{
-	TypeImagePushed:      "image.pushed",
-	TypeImageDeleted:     "image.deleted",
-	TypeImageQuarantined: "image.quarantined",
-	TypeChartPushed:      "chart.pushed",
-	TypeChartDeleted:     "chart.deleted",
-}
-
-// For returns the subject of an envelope.
-func (s Subjects) For(env *Envelope) (string, error) {
-	registry := env.Data.Registry
-	if registry == EmptyToken {
-		// The registry of an event that names none; registry names are alphanumeric, never "_".
-		registry = ""
-	}
-	var repo string
-	if env.Data.Target != nil {
-		repo = env.Data.Target.Repository
-	}
-	verb, ok := verbs[env.Type]
-	switch {
-	case env.Type == TypePing:
-		verb, repo = "ping", ""
-	case !ok:
-		return "", fmt.Errorf("no subject for event type %q", env.Type)
-	}
-	// One allocation: room for every byte escaped, three dots, and "_" for a registry and a repository
-	// that are missing.
-	var b strings.Builder
-	b.Grow(len(s.Prefix) + len(verb) + 3*len(registry) + 3*len(repo) + 5)
-	b.WriteString(s.Prefix)
-	b.WriteByte('.')
-	b.WriteString(verb)
-	b.WriteByte('.')
-	writeToken(&b, registry)
-	if env.Type != TypePing {
-		b.WriteByte('.')
-		writeRepository(&b, repo)
-	}
-	return checkLen(b.String())
-}
-
-// Template is the subject of env with its registry and repository tokens written {registry} and
-// {repository}: acr.image.pushed.{registry}.{repository}, acr.ping.{registry}. Traces name publish spans
-// by it, so that span names stay few whatever the repositories.
-func (s Subjects) Template(env *Envelope) string {
-	if env.Type == TypePing {
-		return s.Prefix + ".ping.{registry}"
-	}
-	return s.Prefix + "." + verbs[env.Type] + ".{registry}.{repository}"
-}
-
-// DeadLetter returns the dead-letter subject.
-func (s Subjects) DeadLetter() string { return s.Prefix + ".deadletter" }
-
-// ForPassthrough returns the subject of an event that is not an ACR event: the passthrough prefix and
-// the event type split on "." (eventgrid.Microsoft.Storage.BlobCreated), each part escaped like a
-// repository component.
-func (s Subjects) ForPassthrough(eventType string) (string, error) {
-	parts := strings.Split(eventType, ".")
-	for i, p := range parts {
-		parts[i] = EncodeToken(p)
-	}
-	return checkLen(s.Passthrough + "." + strings.Join(parts, "."))
-}
-
-func checkLen(subject string) (string, error) {
-	if len(subject) > MaxSubjectLen {
-		return "", fmt.Errorf("%w: %d bytes, limit %d", ErrSubjectTooLong, len(subject), MaxSubjectLen)
-	}
-	return subject, nil
+	Prefix string
 }
 
 // EncodeRepository turns a repository name into subject tokens, one per path component:
 // team/web.api -> team.web%2Eapi. An empty name is "_".
 func EncodeRepository(repo string) string {
 	var b strings.Builder
-	writeRepository(&b, repo)
+	WriteRepository(&b, repo)
 	return b.String()
 }
 
-func writeRepository(b *strings.Builder, repo string) {
+// WriteRepository writes EncodeRepository(repo) to b, for a subject built in one allocation.
+func WriteRepository(b *strings.Builder, repo string) {
 	if repo == "" {
 		b.WriteString(EmptyToken)
 		return
@@ -120,7 +38,7 @@ func writeRepository(b *strings.Builder, repo string) {
 		if !first {
 			b.WriteByte('.')
 		}
-		writeToken(b, part)
+		WriteToken(b, part)
 		first = false
 	}
 }
@@ -155,11 +73,12 @@ func EncodeToken(s string) string {
 		return s
 	}
 	var b strings.Builder
-	writeToken(&b, s)
+	WriteToken(&b, s)
 	return b.String()
 }
 
-func writeToken(b *strings.Builder, s string) {
+// WriteToken writes EncodeToken(s) to b, for a subject built in one allocation.
+func WriteToken(b *strings.Builder, s string) {
 	switch s {
 	case "":
 		b.WriteString(EmptyToken)
@@ -227,7 +146,7 @@ type SubjectParts struct {
 	Repository string
 }
 
-// ParseSubject splits an ACR event subject made by Subjects.For back into its parts.
+// ParseSubject splits a subject of the grammar back into its parts.
 func (s Subjects) ParseSubject(subject string) (SubjectParts, error) {
 	rest, ok := strings.CutPrefix(subject, s.Prefix+".")
 	if !ok {

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/natsbridge/acr-nats-bridge/bridge"
 )
 
@@ -140,7 +141,7 @@ func TestBadInputMatrix(t *testing.T) {
 		// CloudEvents versions and attributes.
 		{name: "specversion 0.3", body: ceField("s1", "specversion", `"0.3"`), status: 400, resp: `unsupported CloudEvents specversion "0.3"`},
 		{name: "specversion 2.0", body: ceField("s2", "specversion", `"2.0"`), status: 400, resp: `unsupported CloudEvents specversion "2.0"`},
-		{name: "binary specversion 0.3", headers: append(binaryHeaders("s3")[:2:2], "ce-specversion", "0.3", "ce-id", "s3", "ce-source", "/registries/reg", "ce-type", bridge.TypeImagePushed), body: `{` + target + `}`, status: 400, resp: `unsupported CloudEvents specversion "0.3"`},
+		{name: "binary specversion 0.3", headers: append(binaryHeaders("s3")[:2:2], "ce-specversion", "0.3", "ce-id", "s3", "ce-source", "/registries/reg", "ce-type", acrevent.TypeImagePushed), body: `{` + target + `}`, status: 400, resp: `unsupported CloudEvents specversion "0.3"`},
 		{name: "CE without id", body: ceField("", "id", ""), status: 400, resp: "without required attribute id"},
 		{name: "CE without source", body: ceField("m2", "source", ""), status: 400, resp: "without required attribute source"},
 		{name: "CE without type", body: ceField("m3", "type", ""), status: 400, resp: "without required attribute type"},
@@ -149,7 +150,7 @@ func TestBadInputMatrix(t *testing.T) {
 		{name: "binary ce-id with %, taken as written", headers: binaryHeaders("%D7"), body: `{` + target + `}`, status: 200, resp: ok(1, 0), want: []storedMsg{{"acr.image.pushed.reg.a", "%D7", ""}}},
 		{name: "binary Content-Type not UTF-8", headers: append(binaryHeaders("u4")[2:], "Content-Type", "application/json; x=\"\xff\""), body: `{` + target + `}`, status: 400, resp: "header Content-Type is not valid UTF-8"},
 		{name: "binary extension not UTF-8", headers: append(binaryHeaders("u3"), "ce-ext", "a\xffb"), body: `{` + target + `}`, status: 400, resp: "header Ce-Ext is not valid UTF-8"},
-		{name: "binary CE without ce-source", headers: []string{"Content-Type", "application/json", "ce-specversion", "1.0", "ce-id", "m4", "ce-type", bridge.TypeImagePushed}, body: `{` + target + `}`, status: 400, resp: "source"},
+		{name: "binary CE without ce-source", headers: []string{"Content-Type", "application/json", "ce-specversion", "1.0", "ce-id", "m4", "ce-type", acrevent.TypeImagePushed}, body: `{` + target + `}`, status: 400, resp: "source"},
 
 		// Mixed batches: the valid events are stored, the rest dead-lettered, nothing lost.
 		{
@@ -214,9 +215,9 @@ func TestBadInputMatrix(t *testing.T) {
 				} else {
 					assert.True(t, strings.HasPrefix(got[i].Header.Get("Nats-Msg-Id"), "sha256-"), "a hash id: %q", got[i].Header.Get("Nats-Msg-Id"))
 				}
-				assert.Contains(t, got[i].Header.Get(bridge.HeaderError), w.deadReason)
+				assert.Contains(t, got[i].Header.Get(acrevent.HeaderError), w.deadReason)
 				if w.deadReason == "" {
-					assert.Empty(t, got[i].Header.Get(bridge.HeaderError))
+					assert.Empty(t, got[i].Header.Get(acrevent.HeaderError))
 				}
 			}
 		})
@@ -225,5 +226,5 @@ func TestBadInputMatrix(t *testing.T) {
 }
 
 func binaryHeaders(id string) []string {
-	return []string{"Content-Type", "application/json", "ce-specversion", "1.0", "ce-id", id, "ce-source", "/registries/reg", "ce-type", bridge.TypeImagePushed}
+	return []string{"Content-Type", "application/json", "ce-specversion", "1.0", "ce-id", id, "ce-source", "/registries/reg", "ce-type", acrevent.TypeImagePushed}
 }

@@ -38,7 +38,7 @@ var publishedKinds = [...]string{KindACR: "acr", KindPing: "ping", KindPassthrou
 // Normalized is the result of normalising one inbound event.
 type Normalized struct {
 	Kind     Kind
-	Envelope Envelope
+	Envelope acrevent.Envelope
 	// Reason says why a KindDeadLetter event could not be normalised.
 	Reason string
 	// TimeFallback says which value the envelope time came from when the event time did not parse
@@ -56,11 +56,21 @@ type Normalizer struct {
 }
 
 var actionTypes = map[string]string{
-	"push":         TypeImagePushed,
-	"delete":       TypeImageDeleted,
-	"chart_push":   TypeChartPushed,
-	"chart_delete": TypeChartDeleted,
-	"quarantine":   TypeImageQuarantined,
+	"push":         acrevent.TypeImagePushed,
+	"delete":       acrevent.TypeImageDeleted,
+	"chart_push":   acrevent.TypeChartPushed,
+	"chart_delete": acrevent.TypeChartDeleted,
+	"quarantine":   acrevent.TypeImageQuarantined,
+}
+
+// eventGridACRType reports whether t is one of the four Event Grid ACR event types the bridge normalises.
+// Other Microsoft.ContainerRegistry.* types are passed through rather than guessed at.
+func eventGridACRType(t string) bool {
+	switch t {
+	case acrevent.TypeImagePushed, acrevent.TypeImageDeleted, acrevent.TypeChartPushed, acrevent.TypeChartDeleted:
+		return true
+	}
+	return false
 }
 
 // Normalize turns one inbound event into its envelope, or says what else it is (a handshake, an event to
@@ -74,10 +84,10 @@ func (n Normalizer) Normalize(ev cloudevents.Event, pathRegistry string, now tim
 	case cloudevents.TypeSubscriptionDeleted:
 		return Normalized{Kind: KindSubscriptionDeleted}
 	}
-	if ev.Schema != cloudevents.SchemaWebhook && !IsACRType(ev.Type) {
+	if ev.Schema != cloudevents.SchemaWebhook && !eventGridACRType(ev.Type) {
 		return Normalized{Kind: KindPassthrough}
 	}
-	var data EventData
+	var data acrevent.EventData
 	if err := decodeData(ev.Data, ev.Parsed, &data); err != nil {
 		return Normalized{Kind: KindDeadLetter, Reason: err.Error()}
 	}
@@ -85,7 +95,7 @@ func (n Normalizer) Normalize(ev cloudevents.Event, pathRegistry string, now tim
 	if ev.Schema == cloudevents.SchemaWebhook {
 		var ok bool
 		if typ, ok = actionTypes[data.Action]; !ok {
-			kind, typ = KindPing, TypePing
+			kind, typ = KindPing, acrevent.TypePing
 		}
 	}
 	if kind == KindACR && data.Target == nil {
@@ -96,7 +106,7 @@ func (n Normalizer) Normalize(ev cloudevents.Event, pathRegistry string, now tim
 
 	topicRegistry, connected := registryFromSource(ev.Source)
 	if data.ConnectedRegistry == nil && connected != "" {
-		data.ConnectedRegistry = &ConnectedRegistry{Name: connected}
+		data.ConnectedRegistry = &acrevent.ConnectedRegistry{Name: connected}
 	}
 	data.Registry = n.registry(pathRegistry, topicRegistry, data.Request)
 
@@ -116,7 +126,7 @@ func (n Normalizer) Normalize(ev cloudevents.Event, pathRegistry string, now tim
 		data.Timestamp = ts
 	}
 
-	out.Envelope = Envelope{
+	out.Envelope = acrevent.Envelope{
 		SpecVersion:     "1.0",
 		ID:              id,
 		Source:          source,
@@ -154,7 +164,7 @@ func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // decodeData reads the ACR event data. Anything that is not an object of the ACR schema is refused with a
 // reason, because the envelope promises consumers one data shape.
-func decodeData(raw json.RawMessage, parsed jsonscan.Value, data *EventData) error {
+func decodeData(raw json.RawMessage, parsed jsonscan.Value, data *acrevent.EventData) error {
 	if len(raw) == 0 {
 		return fmt.Errorf("%w: event has no data", errNotNormalizable)
 	}
@@ -168,13 +178,13 @@ func decodeData(raw json.RawMessage, parsed jsonscan.Value, data *EventData) err
 	if readData(parsed, data) {
 		return nil
 	}
-	*data = EventData{}
+	*data = acrevent.EventData{}
 	if err := json.Unmarshal(raw, data); err != nil {
 		var typ *json.UnmarshalTypeError
 		if errors.As(err, &typ) && typ.Field != "" {
 			return fmt.Errorf("%w: data.%s is a JSON %s, not a %s", errNotNormalizable, typ.Field, typ.Value, typ.Type)
 		}
-		return fmt.Errorf("%w: data: %v", errNotNormalizable, err)
+		return fmt.Errorf("%w: data: %w", errNotNormalizable, err)
 	}
 	// A registry or origin inside the received data is not Azure's; the bridge sets both.
 	data.Registry, data.Origin = "", ""
@@ -182,24 +192,24 @@ func decodeData(raw json.RawMessage, parsed jsonscan.Value, data *EventData) err
 }
 
 // tidy drops objects that carry no field, so that "actor": {} and a null object read the same.
-func tidy(d *EventData) {
-	if d.Request != nil && *d.Request == (Request{}) {
+func tidy(d *acrevent.EventData) {
+	if d.Request != nil && *d.Request == (acrevent.Request{}) {
 		d.Request = nil
 	}
-	if d.Actor != nil && *d.Actor == (Actor{}) {
+	if d.Actor != nil && *d.Actor == (acrevent.Actor{}) {
 		d.Actor = nil
 	}
-	if d.Source != nil && *d.Source == (Source{}) {
+	if d.Source != nil && *d.Source == (acrevent.Source{}) {
 		d.Source = nil
 	}
-	if d.ConnectedRegistry != nil && *d.ConnectedRegistry == (ConnectedRegistry{}) {
+	if d.ConnectedRegistry != nil && *d.ConnectedRegistry == (acrevent.ConnectedRegistry{}) {
 		d.ConnectedRegistry = nil
 	}
 }
 
 // registry picks the registry name in the documented order: the webhook path, the Event Grid topic or
 // CloudEvents source, the first label of request.host, the configured default, else "_".
-func (n Normalizer) registry(path, topic string, req *Request) string {
+func (n Normalizer) registry(path, topic string, req *acrevent.Request) string {
 	if path != "" {
 		return strings.ToLower(path)
 	}

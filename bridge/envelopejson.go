@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strconv"
 
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/natsbridge/acr-nats-bridge/internal/jsonscan"
 )
 
@@ -53,11 +54,11 @@ var (
 // EventData would (registry and origin included, since a wrong type there fails that too). It reports
 // false for a v that Parse declined (the zero Value), and for any error; encoding/json then decides and
 // explains.
-func readData(v jsonscan.Value, data *EventData) bool {
+func readData(v jsonscan.Value, data *acrevent.EventData) bool {
 	if v.Kind() != jsonscan.Object {
 		return false
 	}
-	var d EventData
+	var d acrevent.EventData
 	var seen uint32
 	ok := true
 	for key, val := range v.Members() {
@@ -86,17 +87,17 @@ func readData(v jsonscan.Value, data *EventData) bool {
 		case dTarget:
 			d.Target, ok = readTarget(val)
 		case dRequest:
-			d.Request, ok = readObject(val, func(r *Request) bool {
+			d.Request, ok = readObject(val, func(r *acrevent.Request) bool {
 				return readStrings(val, requestFields, &r.ID, &r.Host, &r.Method, &r.UserAgent, &r.Addr)
 			})
 		case dActor:
-			d.Actor, ok = readObject(val, func(a *Actor) bool { return readStrings(val, nameFields, &a.Name) })
+			d.Actor, ok = readObject(val, func(a *acrevent.Actor) bool { return readStrings(val, nameFields, &a.Name) })
 		case dSource:
-			d.Source, ok = readObject(val, func(s *Source) bool {
+			d.Source, ok = readObject(val, func(s *acrevent.Source) bool {
 				return readStrings(val, sourceFields, &s.Addr, &s.InstanceID)
 			})
 		case dConnectedRegistry:
-			d.ConnectedRegistry, ok = readObject(val, func(c *ConnectedRegistry) bool {
+			d.ConnectedRegistry, ok = readObject(val, func(c *acrevent.ConnectedRegistry) bool {
 				return readStrings(val, nameFields, &c.Name)
 			})
 		}
@@ -142,8 +143,8 @@ func readStrings(v jsonscan.Value, fields jsonscan.Fields, dst ...*string) bool 
 	return true
 }
 
-func readTarget(v jsonscan.Value) (*Target, bool) {
-	return readObject(v, func(t *Target) bool {
+func readTarget(v jsonscan.Value) (*acrevent.Target, bool) {
+	return readObject(v, func(t *acrevent.Target) bool {
 		var seen uint32
 		for key, val := range v.Members() {
 			f := targetFields.Index(key)
@@ -195,7 +196,7 @@ func readInt(v jsonscan.Value) (*int64, bool) {
 // appendEnvelope appends the JSON of an envelope: the bytes encoding/json writes for it without HTML
 // escaping (registry payloads are not HTML, and consumers that grep for "<" or "&" should find them),
 // written without reflection because every published event passes here.
-func appendEnvelope(b []byte, e *Envelope) []byte {
+func appendEnvelope(b []byte, e *acrevent.Envelope) []byte {
 	b = append(b, `{"specversion":`...)
 	b = appendString(b, e.SpecVersion)
 	b = append(b, `,"id":`...)
@@ -226,7 +227,7 @@ func appendEnvelope(b []byte, e *Envelope) []byte {
 }
 
 // appendData appends the JSON of an envelope's data, as appendEnvelope does.
-func appendData(b []byte, d *EventData) []byte {
+func appendData(b []byte, d *acrevent.EventData) []byte {
 	b = append(b, `{"registry":`...)
 	b = appendString(b, d.Registry)
 	b = append(b, `,"origin":`...)
@@ -320,7 +321,7 @@ func (m *members) end() []byte {
 
 // sizeHint is room for an envelope's JSON: its strings and the names and punctuation around them (about
 // 300 bytes when every field is present), so that it is written into one allocation.
-func sizeHint(env *Envelope) int {
+func sizeHint(env *acrevent.Envelope) int {
 	n := 320 + len(env.ID) + len(env.Source) + len(env.Type) + len(env.Subject) + len(env.Time)
 	d := &env.Data
 	n += len(d.Registry) + len(d.Origin) + len(d.ID) + len(d.Action) + len(d.Timestamp) + len(d.Location)

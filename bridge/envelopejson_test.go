@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/natsbridge/acr-nats-bridge/internal/jsonscan"
 )
 
@@ -56,12 +57,12 @@ func parsed(b []byte) jsonscan.Value {
 // as encoding/json reads it, and the envelope built from it is written as encoding/json writes it.
 func TestSampleDataTakesTheFastPath(t *testing.T) {
 	for _, raw := range sampleData(t) {
-		var got, want EventData
+		var got, want acrevent.EventData
 		require.True(t, readData(parsed(raw), &got), "declined %s", raw)
 		require.NoError(t, json.Unmarshal(raw, &want))
 		assert.Equal(t, want, got)
 
-		env := Envelope{SpecVersion: "1.0", ID: "id", Source: "/s", Type: TypeImagePushed, Time: "t", DataContentType: "application/json", Data: got}
+		env := acrevent.Envelope{SpecVersion: "1.0", ID: "id", Source: "/s", Type: acrevent.TypeImagePushed, Time: "t", DataContentType: "application/json", Data: got}
 		assert.Equal(t, string(reference(t, env)), string(appendEnvelope(nil, &env)))
 		assert.Equal(t, string(reference(t, env.Data)), string(appendData(nil, &env.Data)))
 	}
@@ -76,12 +77,12 @@ func TestSampleDataTakesTheFastPath(t *testing.T) {
 		`{"registry":true}`,                              // encoding/json refuses this too
 		`{"target":{"repository":"a","repository":"b"}}`, // a key twice
 	} {
-		var d EventData
+		var d acrevent.EventData
 		assert.False(t, readData(parsed([]byte(in)), &d), in)
 	}
-	var d EventData
+	var d acrevent.EventData
 	require.True(t, readData(parsed([]byte(`{"connectedregistry":{"name":"edge"},"target":null,"request":{"ID":"r"},"x":[{}]}`)), &d))
-	assert.Equal(t, EventData{ConnectedRegistry: &ConnectedRegistry{Name: "edge"}, Request: &Request{ID: "r"}}, d)
+	assert.Equal(t, acrevent.EventData{ConnectedRegistry: &acrevent.ConnectedRegistry{Name: "edge"}, Request: &acrevent.Request{ID: "r"}}, d)
 }
 
 // TestAppendStringEscapes: strings that need escaping are written exactly as encoding/json writes them.
@@ -100,11 +101,11 @@ func FuzzReadData(f *testing.F) {
 	}
 	f.Add([]byte(`{"connectedregistry":{"name":"edge"},"target":{"size":-0,"length":null},"request":{"ID":"r"}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		var got EventData
+		var got acrevent.EventData
 		if !readData(parsed(raw), &got) {
 			return
 		}
-		var want EventData
+		var want acrevent.EventData
 		require.NoError(t, json.Unmarshal(raw, &want))
 		require.Equal(t, want, got)
 	})
@@ -124,9 +125,9 @@ func FuzzAppendEnvelope(f *testing.F) {
 			}
 			return ""
 		}
-		d := EventData{Registry: repo, Origin: text, ID: pick(0, id), Action: pick(1, text), Timestamp: pick(2, tag), Location: pick(3, repo)}
+		d := acrevent.EventData{Registry: repo, Origin: text, ID: pick(0, id), Action: pick(1, text), Timestamp: pick(2, tag), Location: pick(3, repo)}
 		if on(4) {
-			d.Target = &Target{MediaType: pick(5, text), Digest: pick(6, id), Repository: pick(7, repo), Tag: pick(8, tag),
+			d.Target = &acrevent.Target{MediaType: pick(5, text), Digest: pick(6, id), Repository: pick(7, repo), Tag: pick(8, tag),
 				URL: pick(9, text), Name: pick(10, repo), Version: pick(11, tag)}
 			if on(12) {
 				d.Target.Size = &size
@@ -136,14 +137,14 @@ func FuzzAppendEnvelope(f *testing.F) {
 			}
 		}
 		if on(14) {
-			d.Request = &Request{ID: pick(0, id), Host: pick(1, repo), Method: pick(2, tag), UserAgent: pick(3, text), Addr: pick(5, id)}
-			d.Actor = &Actor{Name: pick(6, text)}
+			d.Request = &acrevent.Request{ID: pick(0, id), Host: pick(1, repo), Method: pick(2, tag), UserAgent: pick(3, text), Addr: pick(5, id)}
+			d.Actor = &acrevent.Actor{Name: pick(6, text)}
 		}
 		if on(15) {
-			d.Source = &Source{Addr: pick(7, id), InstanceID: pick(8, text)}
-			d.ConnectedRegistry = &ConnectedRegistry{Name: pick(9, repo)}
+			d.Source = &acrevent.Source{Addr: pick(7, id), InstanceID: pick(8, text)}
+			d.ConnectedRegistry = &acrevent.ConnectedRegistry{Name: pick(9, repo)}
 		}
-		env := Envelope{SpecVersion: "1.0", ID: id, Source: text, Type: tag, Subject: pick(4, repo), Time: tag, DataContentType: "application/json", Data: d}
+		env := acrevent.Envelope{SpecVersion: "1.0", ID: id, Source: text, Type: tag, Subject: pick(4, repo), Time: tag, DataContentType: "application/json", Data: d}
 		require.Equal(t, string(reference(t, env)), string(appendEnvelope(nil, &env)))
 		require.Equal(t, string(reference(t, d)), string(appendData(nil, &d)))
 	})
@@ -153,10 +154,10 @@ func FuzzAppendEnvelope(f *testing.F) {
 // without growing the buffer.
 func TestSizeHintCoversTheSamples(t *testing.T) {
 	for _, raw := range sampleData(t) {
-		var d EventData
+		var d acrevent.EventData
 		require.True(t, readData(parsed(raw), &d))
 		d.Registry, d.Origin = "myregistry", "cloudevents"
-		env := Envelope{SpecVersion: "1.0", ID: "831e1650-001e-001b-66ab-eeb76e069631", Type: TypeImagePushed, Subject: "hello-world:v1",
+		env := acrevent.Envelope{SpecVersion: "1.0", ID: "831e1650-001e-001b-66ab-eeb76e069631", Type: acrevent.TypeImagePushed, Subject: "hello-world:v1",
 			Source: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/myregistry",
 			Time:   "2024-05-01T10:00:00.1234567Z", DataContentType: "application/json", Data: d}
 		out := appendEnvelope(make([]byte, 0, sizeHint(&env)), &env)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/natsbridge/acr-nats-bridge/bridge"
 )
 
@@ -26,20 +27,20 @@ func FuzzSubjectToken(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, repo string) {
-		tokens := bridge.EncodeRepository(repo)
+		tokens := acrevent.EncodeRepository(repo)
 		checkSubject(t, "acr."+tokens, "acr.")
-		back, err := bridge.DecodeRepository(tokens)
+		back, err := acrevent.DecodeRepository(tokens)
 		if err != nil {
 			t.Fatalf("decode %q: %v", tokens, err)
 		}
 		if back != repo {
 			t.Fatalf("decode(encode(%q)) = %q", repo, back)
 		}
-		tok := bridge.EncodeToken(repo)
+		tok := acrevent.EncodeToken(repo)
 		if strings.Contains(tok, ".") {
 			t.Fatalf("token %q has a dot", tok)
 		}
-		if got, err := bridge.DecodeToken(tok); err != nil || got != repo {
+		if got, err := acrevent.DecodeToken(tok); err != nil || got != repo {
 			t.Fatalf("DecodeToken(%q) = %q, %v", tok, got, err)
 		}
 	})

@@ -10,10 +10,9 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/natsbridge/acr-nats-bridge/bridge"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -113,7 +112,7 @@ func TestEventGridSchemaMatchesCloudEvents(t *testing.T) {
 
 type subjectEnvelope struct {
 	subject string
-	env     bridge.Envelope
+	env     acrevent.Envelope
 }
 
 func goldenEnvelopes(t *testing.T, name string) []subjectEnvelope {
@@ -124,7 +123,7 @@ func goldenEnvelopes(t *testing.T, name string) []subjectEnvelope {
 	require.NoError(t, json.Unmarshal(b, &msgs))
 	var out []subjectEnvelope
 	for _, m := range msgs {
-		var env bridge.Envelope
+		var env acrevent.Envelope
 		require.NoError(t, json.Unmarshal(m.Body, &env))
 		out = append(out, subjectEnvelope{m.Subject, env})
 	}
@@ -142,8 +141,8 @@ func TestSameEventEveryOrigin(t *testing.T) {
 			var action struct{ Action string }
 			require.NoError(t, json.Unmarshal(data, &action))
 			typ := map[string]string{
-				"push": bridge.TypeImagePushed, "delete": bridge.TypeImageDeleted,
-				"chart_push": bridge.TypeChartPushed, "chart_delete": bridge.TypeChartDeleted,
+				"push": acrevent.TypeImagePushed, "delete": acrevent.TypeImageDeleted,
+				"chart_push": acrevent.TypeChartPushed, "chart_delete": acrevent.TypeChartDeleted,
 			}[action.Action]
 			topic := "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/MyRegistry"
 			eg := `[{"id":"eg-1","topic":"` + topic + `","subject":"x","eventType":"` + typ +
@@ -151,7 +150,7 @@ func TestSameEventEveryOrigin(t *testing.T) {
 			ce := `{"specversion":"1.0","id":"ce-1","source":"` + topic + `","type":"` + typ +
 				`","time":"2019-03-05T23:45:31.2614267Z","data":` + string(data) + `}`
 
-			var envs []bridge.Envelope
+			var envs []acrevent.Envelope
 			var subjects []string
 			for _, p := range []struct{ path, body, ct string }{
 				{"/webhooks/acr/myregistry", string(data), "application/json"},
@@ -163,7 +162,7 @@ func TestSameEventEveryOrigin(t *testing.T) {
 				require.Equal(t, 200, code, resp)
 				msgs := e.stored()
 				require.Len(t, msgs, 1)
-				var env bridge.Envelope
+				var env acrevent.Envelope
 				require.NoError(t, json.Unmarshal(msgs[0].Data, &env))
 				envs = append(envs, env)
 				subjects = append(subjects, msgs[0].Subject)

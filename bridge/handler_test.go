@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/natsbridge/acr-nats-bridge/bridge"
 )
 
@@ -29,9 +30,9 @@ func egPush(id, repo, tag string) string {
 		"request":{"id":"r","host":"myregistry.azurecr.io","method":"PUT","useragent":"test"}}}`, id, acrTopic, repo, tag, id, repo, tag)
 }
 
-func envelopeOf(t *testing.T, data []byte) bridge.Envelope {
+func envelopeOf(t *testing.T, data []byte) acrevent.Envelope {
 	t.Helper()
-	var env bridge.Envelope
+	var env acrevent.Envelope
 	require.NoError(t, json.Unmarshal(data, &env))
 	return env
 }
@@ -202,7 +203,7 @@ func TestDeadLettersAreBounded(t *testing.T) {
 	require.Equal(t, 200, code, resp)
 	msgs := e.stored()
 	require.Len(t, msgs, 2)
-	reason := msgs[1].Header.Get(bridge.HeaderError)
+	reason := msgs[1].Header.Get(acrevent.HeaderError)
 	assert.True(t, strings.HasPrefix(reason, `JSON object has the key "kkk`), reason[:80])
 	assert.LessOrEqual(t, len(reason), 512+len("…"))
 	assert.True(t, strings.HasSuffix(reason, "…"))
@@ -239,7 +240,7 @@ func TestWebhookDeadLetterAndPing(t *testing.T) {
 	assert.Equal(t, "webhook", msgs[0].Header.Get("Bridge-Origin"))
 	assert.Equal(t, "acr.ping.reg", msgs[1].Subject, "an unknown action is treated as a ping")
 	env := envelopeOf(t, msgs[1].Data)
-	assert.Equal(t, bridge.TypePing, env.Type)
+	assert.Equal(t, acrevent.TypePing, env.Type)
 	assert.Equal(t, "somethingnew", env.Data.Action)
 	assert.True(t, e.logs.Contains("ACR webhook ping"))
 }
@@ -282,13 +283,13 @@ func TestWebhookRegistry(t *testing.T) {
 func TestNormalisationOddities(t *testing.T) {
 	tests := []struct {
 		name, event string
-		check       func(t *testing.T, subject string, env bridge.Envelope)
+		check       func(t *testing.T, subject string, env acrevent.Envelope)
 	}{
 		{
 			"offset and 9 digits",
 			`{"id":"1","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00.123456789+02:00",
 			  "data":{"timestamp":"2024-05-01T10:00:00.1234567-00:30","target":{"repository":"a","tag":"1"}}}`,
-			func(t *testing.T, _ string, env bridge.Envelope) {
+			func(t *testing.T, _ string, env acrevent.Envelope) {
 				assert.Equal(t, "2024-05-01T10:00:00.123456789Z", env.Time)
 				assert.Equal(t, "2024-05-01T10:30:00.1234567Z", env.Data.Timestamp)
 			},
@@ -297,7 +298,7 @@ func TestNormalisationOddities(t *testing.T) {
 			"no zone",
 			`{"id":"1","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00.5",
 			  "data":{"timestamp":"yesterday","target":{"repository":"a"}}}`,
-			func(t *testing.T, _ string, env bridge.Envelope) {
+			func(t *testing.T, _ string, env acrevent.Envelope) {
 				assert.Equal(t, "2024-05-01T12:00:00.5Z", env.Time)
 				assert.Equal(t, "yesterday", env.Data.Timestamp, "kept verbatim when it does not parse")
 			},
@@ -306,7 +307,7 @@ func TestNormalisationOddities(t *testing.T) {
 			"nothing parses",
 			`{"id":"1","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"019-03-12T22:42:08Z",
 			  "data":{"target":{"repository":"a"}}}`,
-			func(t *testing.T, _ string, env bridge.Envelope) {
+			func(t *testing.T, _ string, env acrevent.Envelope) {
 				ts, err := time.Parse(time.RFC3339Nano, env.Time)
 				require.NoError(t, err)
 				assert.WithinDuration(t, time.Now(), ts, time.Minute, "receive time")
@@ -316,7 +317,7 @@ func TestNormalisationOddities(t *testing.T) {
 			"connected registry, lower-case key",
 			`{"id":"1","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00Z",
 			  "data":{"target":{"repository":"a"},"connectedregistry":{"name":"edge1"},"actor":{},"source":{},"request":{}}}`,
-			func(t *testing.T, _ string, env bridge.Envelope) {
+			func(t *testing.T, _ string, env acrevent.Envelope) {
 				require.NotNil(t, env.Data.ConnectedRegistry)
 				assert.Equal(t, "edge1", env.Data.ConnectedRegistry.Name)
 				assert.Nil(t, env.Data.Actor, "empty objects are omitted")
@@ -328,7 +329,7 @@ func TestNormalisationOddities(t *testing.T) {
 			"connected registry from the topic",
 			`{"id":"1","topic":"` + acrTopic + `/connectedRegistries/Edge2","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00Z",
 			  "data":{"target":{"repository":"a"}}}`,
-			func(t *testing.T, subject string, env bridge.Envelope) {
+			func(t *testing.T, subject string, env acrevent.Envelope) {
 				assert.Equal(t, "acr.image.pushed.myregistry.a", subject)
 				require.NotNil(t, env.Data.ConnectedRegistry)
 				assert.Equal(t, "Edge2", env.Data.ConnectedRegistry.Name)
@@ -338,7 +339,7 @@ func TestNormalisationOddities(t *testing.T) {
 			"null repository",
 			`{"id":"1","topic":"` + acrTopic + `","eventType":"Microsoft.ContainerRegistry.ChartPushed","eventTime":"2024-05-01T12:00:00Z",
 			  "data":{"target":{"repository":null,"tag":null,"name":"mychart","version":"1.0.0","size":0}}}`,
-			func(t *testing.T, subject string, env bridge.Envelope) {
+			func(t *testing.T, subject string, env acrevent.Envelope) {
 				assert.Equal(t, "acr.chart.pushed.myregistry._", subject)
 				assert.Empty(t, env.Subject)
 				require.NotNil(t, env.Data.Target.Size, "a size of 0 is kept")
@@ -350,7 +351,7 @@ func TestNormalisationOddities(t *testing.T) {
 			"letters whose lower case is longer, before the marker",
 			`{"id":"1","topic":"/ȺȺȺȺ/REGISTRIES/Reg1/ConnectedRegistries/ȺȺ","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00Z",
 			  "data":{"target":{"repository":"a"}}}`,
-			func(t *testing.T, subject string, env bridge.Envelope) {
+			func(t *testing.T, subject string, env acrevent.Envelope) {
 				assert.Equal(t, "acr.image.pushed.reg1.a", subject)
 				require.NotNil(t, env.Data.ConnectedRegistry)
 				assert.Equal(t, "ȺȺ", env.Data.ConnectedRegistry.Name)
@@ -360,7 +361,7 @@ func TestNormalisationOddities(t *testing.T) {
 			"registry from request.host when the topic has none",
 			`{"id":"1","topic":"/subscriptions/s","eventType":"Microsoft.ContainerRegistry.ImageDeleted","eventTime":"2024-05-01T12:00:00Z",
 			  "data":{"target":{"repository":"Team/Web.API","digest":"sha256:1"},"request":{"host":"demo.azurecr.io"}}}`,
-			func(t *testing.T, subject string, env bridge.Envelope) {
+			func(t *testing.T, subject string, env acrevent.Envelope) {
 				assert.Equal(t, "acr.image.deleted.demo.Team.Web%2EAPI", subject)
 				assert.Equal(t, "Team/Web.API@sha256:1", env.Subject)
 				assert.Equal(t, "demo", env.Data.Registry)
@@ -440,7 +441,7 @@ func TestBinaryModeCloudEventIn(t *testing.T) {
 		"ce-specversion", "1.0",
 		"ce-id", "bin-1",
 		"ce-source", acrTopic,
-		"ce-type", bridge.TypeImagePushed,
+		"ce-type", acrevent.TypeImagePushed,
 		"ce-time", "2024-05-01T10:00:01.1234567Z",
 		"ce-subject", "web:2")
 	require.Equal(t, 200, code, resp)
@@ -467,15 +468,15 @@ func TestBinaryModeOut(t *testing.T) {
 	assert.Equal(t, "1.0", h.Get("ce-specversion"))
 	assert.Equal(t, "b-1", h.Get("ce-id"))
 	assert.Equal(t, "b-1", h.Get("Nats-Msg-Id"))
-	assert.Equal(t, bridge.TypeImagePushed, h.Get("ce-type"))
+	assert.Equal(t, acrevent.TypeImagePushed, h.Get("ce-type"))
 	assert.Equal(t, "web:3", h.Get("ce-subject"))
 	assert.Equal(t, "2024-05-01T10:00:00.1234567Z", h.Get("ce-time"))
 	assert.Equal(t, "application/json", h.Get("Content-Type"))
-	var data bridge.EventData
+	var data acrevent.EventData
 	require.NoError(t, json.Unmarshal(msgs[0].Data, &data))
 	assert.Equal(t, "myregistry", data.Registry)
 
-	env, err := bridge.DecodeMessage(&nats.Msg{Subject: msgs[0].Subject, Header: msgs[0].Header, Data: msgs[0].Data})
+	env, err := acrevent.DecodeMessage(&nats.Msg{Subject: msgs[0].Subject, Header: msgs[0].Header, Data: msgs[0].Data})
 	require.NoError(t, err)
 	assert.Equal(t, "b-1", env.ID)
 	assert.Equal(t, "web", env.Data.Target.Repository)
@@ -670,7 +671,7 @@ func TestHostileRepositoryNames(t *testing.T) {
 	}
 	msgs := e.stored()
 	require.Len(t, msgs, len(names))
-	subjects := bridge.Subjects{Prefix: "acr"}
+	subjects := acrevent.Subjects{Prefix: "acr"}
 	for i, m := range msgs {
 		assert.NotContains(t, m.Subject, "*")
 		assert.NotContains(t, m.Subject, ">")
@@ -702,7 +703,7 @@ func TestBinaryModePassthroughAndDeadLetter(t *testing.T) {
 	require.Equal(t, 200, code, resp)
 	code, _, resp = e.post("/eventgrid", []byte(`"not an object"`),
 		"Content-Type", "application/json", "ce-specversion", "1.0", "ce-id", "bad-1",
-		"ce-source", acrTopic, "ce-type", bridge.TypeImagePushed)
+		"ce-source", acrTopic, "ce-type", acrevent.TypeImagePushed)
 	require.Equal(t, 200, code, resp)
 
 	msgs := e.stored()

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 
 	"github.com/natsbridge/acr-nats-bridge/bridge"
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 )
 
 const streamName = "ACR_EVENTS"
@@ -42,7 +41,7 @@ type testEnv struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	url  string
-	logs *syncBuffer
+	logs *natstest.LogBuffer
 	// handler is the bridge itself, for benchmarks that call it without the network.
 	handler *bridge.Server
 	// path is the handler's delivery path, which pulled events take too.
@@ -78,40 +77,20 @@ func defaultSetup() setup {
 	}
 }
 
-func startNATS(t testing.TB) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{
-		Host:      "127.0.0.1",
-		Port:      server.RANDOM_PORT,
-		JetStream: true,
-		StoreDir:  t.TempDir(),
-		NoLog:     true,
-		NoSigs:    true,
-	})
-	require.NoError(t, err)
-	go ns.Start()
-	require.True(t, ns.ReadyForConnections(10*time.Second), "nats-server did not start")
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return ns
-}
-
 func newEnv(t testing.TB, mods ...func(*setup)) *testEnv {
 	t.Helper()
 	s := defaultSetup()
 	for _, m := range mods {
 		m(&s)
 	}
-	ns := startNATS(t)
+	ns := natstest.Start(t)
 	nc, err := nats.Connect(ns.ClientURL(), nats.ReconnectBufSize(-1))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 
-	logs := &syncBuffer{}
+	logs := &natstest.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var path *bridge.Path
 	if s.core {
@@ -158,40 +137,5 @@ func (e *testEnv) do(method, path string, body []byte, headers ...string) (int, 
 // stored returns every message in the stream, in order; none if the stream does not exist.
 func (e *testEnv) stored() []*jetstream.RawStreamMsg {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	str, err := e.js.Stream(ctx, streamName)
-	if err != nil {
-		require.ErrorIs(e.t, err, jetstream.ErrStreamNotFound)
-		return nil
-	}
-	info, err := str.Info(ctx)
-	require.NoError(e.t, err)
-	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := str.GetMsg(ctx, seq)
-		require.NoError(e.t, err)
-		out = append(out, m)
-	}
-	return out
+	return natstest.Stored(e.t, e.js, streamName)
 }
-
-// syncBuffer is a log sink that tests can read while the bridge writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Contains(sub string) bool { return strings.Contains(s.String(), sub) }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 )
 
@@ -33,7 +34,7 @@ const (
 
 // envelopeMsg builds the NATS message of an envelope. Nats-Msg-Id is the event id, so that JetStream
 // stores an Event Grid redelivery once.
-func envelopeMsg(subject string, env *Envelope, mode Mode) *nats.Msg {
+func envelopeMsg(subject string, env *acrevent.Envelope, mode Mode) *nats.Msg {
 	msg := nats.NewMsg(subject)
 	msg.Header.Set(jetstream.MsgIDHeader, msgID(env.ID))
 	if mode == ModeBinary {
@@ -153,9 +154,9 @@ func deadLetterMsg(subject, id string, raw []byte, reason string, origin string,
 		id = HashID(raw)
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, msgID(id))
-	msg.Header.Set(HeaderError, shortReason(reason))
+	msg.Header.Set(acrevent.HeaderError, shortReason(reason))
 	if origin != "" {
-		msg.Header.Set(HeaderOrigin, origin)
+		msg.Header.Set(acrevent.HeaderOrigin, origin)
 	}
 	msg.Header.Set(contentType, "application/json")
 	for k, v := range ceHeaders {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 	"github.com/natsbridge/acr-nats-bridge/entra"
 )
@@ -173,7 +174,7 @@ func (m *Metrics) countReceived(ev cloudevents.Event, typ string) {
 // typeLabel bounds the type label: the types the bridge knows by name, "other" for the rest.
 func typeLabel(t string) string {
 	switch {
-	case IsACRType(t), t == TypeImageQuarantined, t == TypePing,
+	case acrevent.IsEnvelopeType(t),
 		t == cloudevents.TypeSubscriptionValidation, t == cloudevents.TypeSubscriptionDeleted:
 		return t
 	case t == "":

@@ -111,7 +111,7 @@ func (p *JetStream) EnsureStream(ctx context.Context) error {
 		p.followStream(s.CachedInfo().Config)
 		return nil
 	case !errors.Is(err, jetstream.ErrStreamNotFound):
-		return fmt.Errorf("%w: look up stream %s: %v", ErrUnavailable, p.stream.Name, err)
+		return fmt.Errorf("%w: look up stream %s: %w", ErrUnavailable, p.stream.Name, err)
 	case !p.stream.Create:
 		return fmt.Errorf("%w: stream %s does not exist and BRIDGE_STREAM_CREATE is false", ErrUnavailable, p.stream.Name)
 	}
@@ -129,7 +129,7 @@ func (p *JetStream) EnsureStream(ctx context.Context) error {
 		s, err = p.js.Stream(ctx, p.stream.Name)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: create stream %s: %v", ErrUnavailable, p.stream.Name, err)
+		return fmt.Errorf("%w: create stream %s: %w", ErrUnavailable, p.stream.Name, err)
 	}
 	// A server older than atomic batches (NATS 2.12) creates the stream without them.
 	p.log.Info("stream created", "stream", p.stream.Name, "subjects", p.stream.Subjects,
@@ -172,7 +172,7 @@ func (p *JetStream) Ready(ctx context.Context) error {
 		err = p.EnsureStream(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: stream %s: %v", ErrUnavailable, p.stream.Name, err)
+		return fmt.Errorf("%w: stream %s: %w", ErrUnavailable, p.stream.Name, err)
 	}
 	return nil
 }
@@ -207,7 +207,7 @@ func (p *JetStream) Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error
 		acks, err = p.store(ensureCtx, msgs)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return acks, nil
 }
@@ -269,13 +269,13 @@ func (c *Core) Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) {
 	}
 	for _, m := range msgs {
 		if err := c.nc.PublishMsg(m); err != nil {
-			return nil, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, m.Subject, err)
+			return nil, fmt.Errorf("%w: publish %s: %w", ErrUnavailable, m.Subject, err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if err := c.nc.FlushWithContext(ctx); err != nil {
-		return nil, fmt.Errorf("%w: flush: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: flush: %w", ErrUnavailable, err)
 	}
 	return nil, nil
 }

@@ -6,11 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 )
 
 func testMsgs(ids ...string) []*nats.Msg {
@@ -25,12 +26,7 @@ func testMsgs(ids ...string) []*nats.Msg {
 // stored. JetStream refuses the whole batch and stores nothing; the other delivery is then stored in a
 // batch of its own, and the redelivered one message by message, its duplicate counted.
 func TestSharedBatchRefused(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	require.NoError(t, err)
-	go ns.Start()
-	require.True(t, ns.ReadyForConnections(10*time.Second))
-	t.Cleanup(ns.Shutdown)
+	ns := natstest.Start(t)
 	nc, err := nats.Connect(ns.ClientURL())
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
@@ -84,4 +80,24 @@ func TestBatchPolicy(t *testing.T) {
 	assert.False(t, BatchesNever.wants(r3))
 	assert.False(t, BatchesReplicated.wants(r1), "a single server may sync on an interval, where batches cost more")
 	assert.True(t, BatchesReplicated.wants(r3), "a batch is one proposal to the stream's group")
+}
+
+// TestErrorsKeepTheirCause: a publishing error is a 503 by its sentinel and still says what went wrong
+// underneath, for errors.Is as for the log.
+func TestErrorsKeepTheirCause(t *testing.T) {
+	ns := natstest.Start(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	p, err := NewJetStream(nc, StreamConfig{Name: "S", Subjects: []string{"acr.>"}, Create: true, Replicas: 1,
+		Storage: jetstream.FileStorage}, time.Second, 100, nil, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = p.EnsureStream(ctx)
+	require.ErrorIs(t, err, ErrUnavailable)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, 503, StatusOf(err))
+	assert.Equal(t, Retry, OutcomeOf(err))
 }

@@ -66,9 +66,9 @@ func FuzzPublishable(f *testing.F) {
 
 // FuzzPublishableBinary is FuzzPublishable for binary-mode CloudEvents, whose attributes arrive in headers.
 func FuzzPublishableBinary(f *testing.F) {
-	f.Add([]byte(`{"action":"push","target":{"repository":"a","tag":"1"}}`), "id-1", "/subscriptions/s/providers/Microsoft.ContainerRegistry/registries/r", TypeImagePushed, "2024-05-01T12:00:00Z", "application/json", false)
+	f.Add([]byte(`{"action":"push","target":{"repository":"a","tag":"1"}}`), "id-1", "/subscriptions/s/providers/Microsoft.ContainerRegistry/registries/r", acrevent.TypeImagePushed, "2024-05-01T12:00:00Z", "application/json", false)
 	f.Add([]byte(`{"api":"PutBlob"}`), "id-2", "/storage", "Microsoft.Storage.BlobCreated", "", "application/json", true)
-	f.Add([]byte(`"text"`), "id-3", "s", TypeChartDeleted, "bad time", "text/plain", true)
+	f.Add([]byte(`"text"`), "id-3", "s", acrevent.TypeChartDeleted, "bad time", "text/plain", true)
 	paths := fuzzPaths()
 	f.Fuzz(func(t *testing.T, body []byte, id, source, typ, tm, ct string, binaryOut bool) {
 		p := paths[binaryOut]
@@ -114,7 +114,7 @@ func requirePublishable(t *testing.T, m *nats.Msg) {
 	if !strings.HasPrefix(m.Subject, "acr.") && !strings.HasPrefix(m.Subject, "eventgrid.") {
 		t.Fatalf("subject %q is outside the bridge's prefixes", m.Subject)
 	}
-	if len(m.Subject) > acrevent.MaxSubjectLen {
+	if len(m.Subject) > MaxSubjectLen {
 		t.Fatalf("subject of %d bytes", len(m.Subject))
 	}
 	for _, tok := range strings.Split(m.Subject, ".") {
@@ -134,7 +134,7 @@ func requirePublishable(t *testing.T, m *nats.Msg) {
 	if m.Subject == "acr.deadletter" || !strings.HasPrefix(m.Subject, "acr.") {
 		return
 	}
-	env, err := DecodeMessage(m)
+	env, err := acrevent.DecodeMessage(m)
 	if err != nil {
 		t.Fatalf("a consumer cannot read %s: %v", m.Subject, err)
 	}

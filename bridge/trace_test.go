@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/natsbridge/acr-nats-bridge/bridge"
 )
 
@@ -51,7 +52,7 @@ func TestTraceBinaryMode(t *testing.T) {
 	e := newEnv(t, func(s *setup) { s.path.Mode = bridge.ModeBinary })
 	data := `{"id":"d1","action":"push","target":{"repository":"web","tag":"2","digest":"sha256:9"}}`
 	code, _, resp := e.post("/eventgrid", []byte(data), "Content-Type", "application/json",
-		"ce-specversion", "1.0", "ce-id", "bin-t", "ce-source", acrTopic, "ce-type", bridge.TypeImagePushed,
+		"ce-specversion", "1.0", "ce-id", "bin-t", "ce-source", acrTopic, "ce-type", acrevent.TypeImagePushed,
 		"ce-traceparent", eventTrace, "ce-tracestate", "congo=t61rcWkgMzE", "traceparent", requestTrace)
 	require.Equal(t, 200, code, resp)
 	msgs := e.stored()
@@ -61,7 +62,7 @@ func TestTraceBinaryMode(t *testing.T) {
 	assert.Equal(t, "congo=t61rcWkgMzE", state)
 	assert.Equal(t, eventTrace, msgs[0].Header.Get("ce-traceparent"))
 	assert.Equal(t, "congo=t61rcWkgMzE", msgs[0].Header.Get("ce-tracestate"))
-	env, err := bridge.DecodeEnvelope(msgs[0].Header, msgs[0].Data)
+	env, err := acrevent.DecodeEnvelope(msgs[0].Header, msgs[0].Data)
 	require.NoError(t, err)
 	assert.Equal(t, eventTrace, env.TraceParent)
 }

@@ -447,7 +447,7 @@ func (d Decoder) decodeBinary(header http.Header, body []byte) (*Delivery, error
 	msg := cehttp.NewMessage(header, io.NopCloser(bytes.NewReader(body)))
 	ce, err := binding.ToEvent(context.Background(), msg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: binary-mode CloudEvent: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: binary-mode CloudEvent: %w", ErrMalformed, err)
 	}
 	if err := ce.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: binary-mode CloudEvent: %s", ErrMalformed, oneLine(err.Error()))

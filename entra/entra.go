@@ -138,7 +138,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	case errors.Is(err, jwkset.ErrKeyNotFound):
 		return Claims{}, fmt.Errorf("%w: signed with a key the tenant does not publish", ErrInvalidToken)
 	default:
-		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	if !slices.Contains(v.issuers, c.Issuer) {
 		return Claims{}, fmt.Errorf("%w: issuer %q is not the configured tenant", ErrInvalidToken, c.Issuer)

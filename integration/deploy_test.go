@@ -11,12 +11,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 
 	"github.com/natsbridge/acr-nats-bridge/config"
 )
@@ -164,11 +165,7 @@ func TestNATSConfig(t *testing.T) {
 	assert.True(t, opts.SyncAlways, "nats.conf syncs every write (jetstream { sync_interval: always })")
 
 	opts.StoreDir, opts.Host, opts.Port, opts.HTTPPort, opts.NoLog, opts.NoSigs = t.TempDir(), "127.0.0.1", server.RANDOM_PORT, 0, true, true
-	ns, err := server.NewServer(opts)
-	require.NoError(t, err)
-	go ns.Start()
-	require.True(t, ns.ReadyForConnections(10*time.Second))
-	t.Cleanup(ns.Shutdown)
+	ns := natstest.Run(t, opts)
 	require.NotNil(t, ns.JetStreamConfig())
 	assert.True(t, ns.JetStreamConfig().SyncAlways, "the server runs with sync always")
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/natsbridge/acr-nats-bridge/config"
@@ -257,12 +259,7 @@ func TestStreamDefinition(t *testing.T) {
 	assert.GreaterOrEqual(t, sc.MaxMsgSize, int32(defaults.EmbeddedNATSMaxPayload))
 	assert.True(t, sc.AllowAtomicPublish, "BRIDGE_ATOMIC_BATCHES=true can be turned on without a stream change")
 
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: t.TempDir(), MaxPayload: 8 << 20, NoLog: true, NoSigs: true})
-	require.NoError(t, err)
-	go ns.Start()
-	require.True(t, ns.ReadyForConnections(10*time.Second))
-	defer ns.Shutdown()
+	ns := natstest.Start(t, func(o *server.Options) { o.MaxPayload = 8 << 20 })
 	nc, err := nats.Connect(ns.ClientURL())
 	require.NoError(t, err)
 	defer nc.Close()

@@ -9,35 +9,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 )
 
 // proc is a child process whose output the test keeps.
 type proc struct {
 	cmd *exec.Cmd
-	out *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	out *natstest.LogBuffer
 }
 
 func start(t testing.TB, env []string, name string, args ...string) *proc {
@@ -49,7 +33,7 @@ func start(t testing.TB, env []string, name string, args ...string) *proc {
 // (nil keeps it in memory, for the test's failure messages).
 func startTo(t testing.TB, stdout *os.File, env []string, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(name, args...), out: &lockedBuffer{}}
+	p := &proc{cmd: exec.Command(name, args...), out: &natstest.LogBuffer{}}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if stdout != nil {

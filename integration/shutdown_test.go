@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 )
 
 // batchOf is an Event Grid delivery of n ImagePushed events with ids prefix-0 .. prefix-(n-1).
@@ -32,27 +31,7 @@ func batchOf(prefix string, n int) ([]byte, []string) {
 // storedIDs reads every Nats-Msg-Id in the stream.
 func storedIDs(t *testing.T, natsURL string) map[string]int {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	str, err := js.Stream(ctx, "ACR_EVENTS")
-	require.NoError(t, err)
-	info, err := str.Info(ctx)
-	require.NoError(t, err)
-	ids := map[string]int{}
-	if info.State.Msgs == 0 {
-		return ids
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := str.GetMsg(ctx, seq)
-		require.NoError(t, err)
-		ids[m.Header.Get("Nats-Msg-Id")]++
-	}
-	return ids
+	return natstest.IDs(natstest.StoredAt(t, natsURL, "ACR_EVENTS"))
 }
 
 // SIGTERM under load: the bridge stops accepting, finishes the requests it has (a delivery whose body

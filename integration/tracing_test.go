@@ -2,7 +2,6 @@ package integration
 
 import (
 	"compress/gzip"
-	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -13,10 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -220,14 +220,7 @@ func TestTracingOffByDefault(t *testing.T) {
 // storedMsg is the message of the stream ACR_EVENTS at seq, read from the NATS server at natsURL.
 func storedMsg(t *testing.T, natsURL string, seq uint64) *jetstream.RawStreamMsg {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	str, err := js.Stream(context.Background(), "ACR_EVENTS")
-	require.NoError(t, err)
-	m, err := str.GetMsg(context.Background(), seq)
-	require.NoError(t, err)
-	return m
+	msgs := natstest.StoredAt(t, natsURL, "ACR_EVENTS")
+	require.Greater(t, len(msgs), int(seq-1), "the stream holds no message %d", seq)
+	return msgs[seq-1]
 }

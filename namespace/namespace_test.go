@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/natsbridge/acr-nats-bridge/bridge"
+	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 	"github.com/natsbridge/acr-nats-bridge/namespace"
 	"github.com/natsbridge/acr-nats-bridge/namespace/namespacetest"
 )
@@ -34,24 +34,6 @@ func cePush(id string) []byte {
 		id, acrTopic, id)
 }
 
-// syncBuffer is a log sink tests read while the puller writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // rig is a puller between a stand-in namespace and a real nats-server, through the bridge's delivery path.
 type rig struct {
 	t      testing.TB
@@ -61,7 +43,7 @@ type rig struct {
 	js     jetstream.JetStream
 	puller *namespace.Puller
 	reg    *prometheus.Registry
-	logs   *syncBuffer
+	logs   *natstest.LogBuffer
 	stop   func()
 }
 
@@ -107,7 +89,7 @@ func newRig(t testing.TB, ro rigOptions) *rig {
 	if ro.namespace.MaxWaitScale == 0 {
 		ro.namespace.MaxWaitScale = 50 // an empty receive waits 0.2 s, not 10 s
 	}
-	r := &rig{t: t, ns: namespacetest.New(t, ro.namespace), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	r := &rig{t: t, ns: namespacetest.New(t, ro.namespace), reg: prometheus.NewRegistry(), logs: &natstest.LogBuffer{}}
 	r.natsOp = &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
 		SyncAlways: ro.syncAlways}
 	r.startNATS()
@@ -160,11 +142,7 @@ func newRig(t testing.TB, ro rigOptions) *rig {
 }
 
 func (r *rig) startNATS() {
-	ns, err := server.NewServer(r.natsOp)
-	require.NoError(r.t, err)
-	go ns.Start()
-	require.True(r.t, ns.ReadyForConnections(10*time.Second))
-	r.t.Cleanup(ns.Shutdown)
+	ns := natstest.Run(r.t, r.natsOp)
 	r.nats = ns
 	r.natsOp.Port = ns.Addr().(*net.TCPAddr).Port
 }
@@ -172,19 +150,7 @@ func (r *rig) startNATS() {
 // stored returns the Nats-Msg-Id of every message in the stream, counted.
 func (r *rig) stored() map[string]int {
 	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	str, err := r.js.Stream(ctx, "ACR_EVENTS")
-	require.NoError(r.t, err)
-	info, err := str.Info(ctx)
-	require.NoError(r.t, err)
-	ids := map[string]int{}
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := str.GetMsg(ctx, seq)
-		require.NoError(r.t, err)
-		ids[m.Header.Get("Nats-Msg-Id")]++
-	}
-	return ids
+	return natstest.IDs(natstest.Stored(r.t, r.js, "ACR_EVENTS"))
 }
 
 func ids(prefix string, n int) []string {

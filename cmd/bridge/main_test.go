@@ -16,10 +16,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/natsbridge/acr-nats-bridge/bridge"
 )
 
 // logSink collects the JSON log lines run writes, so a test can wait for one.
@@ -132,7 +131,7 @@ func TestRun(t *testing.T) {
 	msg, err := sub.NextMsg(5 * time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, "acr.image.pushed.myregistry.hello-world", msg.Subject)
-	env, err := bridge.DecodeMessage(msg)
+	env, err := acrevent.DecodeMessage(msg)
 	require.NoError(t, err)
 	assert.Equal(t, "cb8c3971-9adc-488b-xxxx-43cbb4974ff5", env.ID)
 

@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
+
 	"github.com/natsbridge/acr-nats-bridge/entra/entratest"
 )
 
@@ -31,14 +33,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		natsPassword = "natspw-4c8e2a6f"
 		guessed      = "guess-9d2f4b6a8c0e1357"
 	)
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(),
-		Username: "bridge", Password: natsPassword, NoLog: true, NoSigs: true,
-	})
-	require.NoError(t, err)
-	go ns.Start()
-	require.True(t, ns.ReadyForConnections(10*time.Second))
-	t.Cleanup(ns.Shutdown)
+	ns := natstest.Start(t, func(o *server.Options) { o.Username, o.Password = "bridge", natsPassword })
 	addr := ns.Addr().(*net.TCPAddr)
 
 	tn := entratest.New(t)

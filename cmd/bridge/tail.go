@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/natsbridge/acr-nats-bridge/bridge"
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/natsbridge/acr-nats-bridge/tracing"
 )
 
@@ -136,12 +136,12 @@ func tailDurable(ctx context.Context, nc *nats.Conn, stream, name, subject strin
 
 // summary is one line per event: time, type, registry, repository:tag, digest.
 func summary(h nats.Header, subject string, data []byte) string {
-	env, err := bridge.DecodeEnvelope(h, data)
+	env, err := acrevent.DecodeEnvelope(h, data)
 	if err != nil {
-		if reason := h.Get(bridge.HeaderError); reason != "" {
+		if reason := h.Get(acrevent.HeaderError); reason != "" {
 			return fmt.Sprintf("%s  dead letter: %s", subject, reason)
 		}
-		return fmt.Sprintf("%s  %d bytes (%s)", subject, len(data), strings.TrimPrefix(err.Error(), bridge.ErrNotEnvelope.Error()+": "))
+		return fmt.Sprintf("%s  %d bytes (%s)", subject, len(data), strings.TrimPrefix(err.Error(), acrevent.ErrNotEnvelope.Error()+": "))
 	}
 	ref, digest := "-", "-"
 	if t := env.Data.Target; t != nil {

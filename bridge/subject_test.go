@@ -64,4 +64,3 @@ func TestSubjects(t *testing.T) {
 	_, err = s.For(&acrevent.Envelope{Type: "Microsoft.Storage.BlobCreated"})
 	assert.Error(t, err)
 }
-

@@ -53,7 +53,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		who, err := s.admit(r)
 		if err != nil {
-			s.error(w, r, err)
+			s.fail(w, r, err)
 			return
 		}
 		recordOf(w).auth = who

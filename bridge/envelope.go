@@ -1,5 +1,8 @@
-// Package bridge turns Azure Container Registry events into one envelope, names the NATS subject each one
-// goes to, publishes them to JetStream and answers the sender by Event Grid's retry rules.
+// Package bridge is the bridge's server: the delivery path (Path) that every source hands its decoded
+// events to, which normalises each one into the acrevent envelope, names its subject, publishes it to
+// JetStream (or core NATS) and reports an outcome per event; and the HTTP server (Server), the source of
+// pushed deliveries, which answers by Event Grid's retry rules. The namespace package is the other source,
+// pulling.
 package bridge
 
 import (

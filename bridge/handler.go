@@ -90,7 +90,7 @@ func (s *Server) handleEventGrid() http.Handler {
 		s.noteDelivery(recordOf(w), r.Header)
 		body, err := s.readBody(w, r)
 		if err != nil {
-			s.error(w, r, err)
+			s.fail(w, r, err)
 			return
 		}
 		d, err := s.dec.Decode(r.Header, body)
@@ -98,11 +98,11 @@ func (s *Server) handleEventGrid() http.Handler {
 			err = fmt.Errorf("%w: more than %d events in one request (BRIDGE_MAX_EVENTS)", ErrTooLarge, s.opts.MaxEvents)
 		}
 		if err != nil {
-			s.error(w, r, err)
+			s.fail(w, r, err)
 			return
 		}
 		if n := len(d.Events) + len(d.Invalid); n > s.opts.MaxEvents {
-			s.error(w, r, fmt.Errorf("%w: %d events in one request, limit %d (BRIDGE_MAX_EVENTS)", ErrTooLarge, n, s.opts.MaxEvents))
+			s.fail(w, r, fmt.Errorf("%w: %d events in one request, limit %d (BRIDGE_MAX_EVENTS)", ErrTooLarge, n, s.opts.MaxEvents))
 			return
 		}
 		// An event without a trace context of its own (any Event Grid schema event) takes the request's.
@@ -133,12 +133,12 @@ func (s *Server) handleWebhook() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := s.readBody(w, r)
 		if err != nil {
-			s.error(w, r, err)
+			s.fail(w, r, err)
 			return
 		}
 		ev, err := s.dec.DecodeWebhook(body)
 		if err != nil {
-			s.error(w, r, err)
+			s.fail(w, r, err)
 			return
 		}
 		s.deliver(w, r, &Delivery{Events: []cloudevents.Event{ev}, Registry: r.PathValue("registry"),
@@ -158,7 +158,7 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, d *Delivery) {
 	rec.Report = s.path.Deliver(r.Context(), d)
 	rep := &rec.Report
 	if rep.Err != nil {
-		s.error(w, r, rep.Err)
+		s.fail(w, r, rep.Err)
 		return
 	}
 	if rep.Validation != nil {
@@ -283,7 +283,7 @@ func (s *Server) limitInflight(next http.Handler) http.Handler {
 				s.metrics.inflight.Dec()
 			}()
 		default:
-			s.error(w, r, fmt.Errorf("%w: %d deliveries in flight (BRIDGE_MAX_INFLIGHT)", errOverloaded, cap(s.inflight)))
+			s.fail(w, r, fmt.Errorf("%w: %d deliveries in flight (BRIDGE_MAX_INFLIGHT)", errOverloaded, cap(s.inflight)))
 			return
 		}
 		// A count alone would let a few hundred large bodies take the memory: the bytes are capped too.
@@ -294,7 +294,7 @@ func (s *Server) limitInflight(next http.Handler) http.Handler {
 			}
 			if s.inflightBytes.Add(n) > budget {
 				s.inflightBytes.Add(-n)
-				s.error(w, r, fmt.Errorf("%w: %d body bytes in flight (BRIDGE_MAX_INFLIGHT_BYTES)", errOverloaded, budget))
+				s.fail(w, r, fmt.Errorf("%w: %d body bytes in flight (BRIDGE_MAX_INFLIGHT_BYTES)", errOverloaded, budget))
 				return
 			}
 			defer s.inflightBytes.Add(-n)

@@ -129,7 +129,7 @@ func LogDelivery(ctx context.Context, h slog.Handler, level slog.Level, msg stri
 	if err != nil {
 		attrs = append(attrs, slog.String("error", shortReason(err.Error())))
 	}
-	record := slog.NewRecord(time.Now(), level, msg, 0)
-	record.AddAttrs(attrs...)
-	_ = h.Handle(ctx, record)
+	rec := slog.NewRecord(time.Now(), level, msg, 0)
+	rec.AddAttrs(attrs...)
+	_ = h.Handle(ctx, rec)
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// ErrUnavailable is wrapped by every publishing error that may pass: NATS unreachable, a publish timed
-// out, the stream missing, JetStream refusing a message, the bridge over its in-flight limit. The sender
-// gets a 503 and Event Grid retries.
+// ErrUnavailable is wrapped by every error that may pass: NATS unreachable, a publish timed out, the stream
+// missing, JetStream refusing a message, the bridge over its in-flight limit, a request body cut short or
+// too slow. The sender gets a 503 and Event Grid retries; a pulled event is released.
 var ErrUnavailable = errors.New("temporarily unavailable")
 
 // ErrTooLarge is wrapped by errors for input over a configured or NATS limit (413: Event Grid does not

@@ -1,6 +1,6 @@
 package bridge
 
-// routes lists the whole HTTP API (DESIGN.md §2). The mux answers a wrong method with 405 and Allow.
+// routes lists the whole HTTP API (docs/endpoints.md). The mux answers a wrong method with 405 and Allow.
 // Deliveries are authenticated before their body is read, then count against the in-flight cap.
 func (s *Server) routes() {
 	s.mux.Handle("POST /eventgrid", s.authenticate(s.limitInflight(s.handleEventGrid())))

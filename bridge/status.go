@@ -27,9 +27,9 @@ func StatusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-// error answers a failed request. 4xx bodies say what was wrong in one line; a 503 says to retry and
+// fail answers a failed request. 4xx bodies say what was wrong in one line; a 503 says to retry and
 // carries Retry-After; a 500 says "internal error" and only the log has the details.
-func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := StatusOf(err)
 	recordOf(w).err = err
 	s.metrics.rejected.WithLabelValues(reasonOf(err)).Inc()

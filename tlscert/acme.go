@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/acme"
@@ -48,10 +49,14 @@ func (a *ACME) NextProtos() []string { return a.manager.TLSConfig().NextProtos }
 // Obtain gets (or loads from the cache) the certificate of every name now, rather than on the first
 // handshake, so that Event Grid's validation handshake never waits on the CA. Call it once the listener
 // serves: the CA connects to it to validate. A name that fails is retried with backoff until ctx ends.
+// It returns when every name has its certificate or ctx has ended, and a request to the CA under way has
+// returned.
 func (a *ACME) Obtain(ctx context.Context) {
+	var wg sync.WaitGroup
 	for _, d := range a.domains {
-		go a.obtain(ctx, d)
+		wg.Go(func() { a.obtain(ctx, d) })
 	}
+	wg.Wait()
 }
 
 func (a *ACME) obtain(ctx context.Context, domain string) {

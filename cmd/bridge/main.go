@@ -14,12 +14,16 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/natsbridge/acr-nats-bridge/bridge"
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
@@ -97,21 +101,107 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// serve builds the component graph in order (NATS, publisher, HTTP server), serves until ctx ends, then
-// shuts down in reverse: stop accepting, finish in-flight requests and their acks, drain NATS.
+// serve builds the component graph in order, serves until ctx ends, then shuts down in reverse: stop
+// receiving by pull, stop accepting, finish in-flight requests and their acks, stop what runs beside the
+// listener, close the publisher, flush spans, drain NATS. Each step returns what undoes it.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	conn, err := connectNATS(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer conn.close(log)
+	reg := newRegistry(conn.nc)
+	metrics := bridge.NewMetrics(reg)
+	tracer, stopTracing, err := startTracing(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	path, closePublisher, err := newPath(ctx, cfg, conn, metrics, tracer, log)
+	if err != nil {
+		return err
+	}
+	// After the HTTP server's shutdown, which waits for the requests whose batches it commits.
+	defer closePublisher()
+	handler, stopAside, err := newHandler(ctx, cfg, path, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopAside()
+	stopPulling, err := startPulling(ctx, cfg, path, handler, reg, log)
+	if err != nil {
+		return err
+	}
+	// Receiving stops first; what was received is settled before NATS is drained.
+	defer stopPulling()
+	return serveHTTP(ctx, cfg, handler, conn.url, stopPulling, log)
+}
 
-	pathOpts := bridge.PathOptions{
+// startTracing sets OpenTelemetry up from the OTEL_* variables; the tracer is nil when tracing is off.
+// stop flushes the spans, once the HTTP server has stopped, so that those of the last deliveries go too.
+func startTracing(ctx context.Context, log *slog.Logger) (tracer trace.Tracer, stop func(), err error) {
+	tp, shutdown, err := tracing.Setup(ctx, tracing.DefaultServiceName)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop = func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			log.Warn("flushing spans", "error", err.Error())
+		}
+	}
+	if tracing.Enabled(tp) {
+		tracer = tp.Tracer("github.com/natsbridge/acr-nats-bridge")
+		log.Info("tracing with OpenTelemetry", "exporter", os.Getenv("OTEL_TRACES_EXPORTER"), "service_name", envOr("OTEL_SERVICE_NAME", tracing.DefaultServiceName))
+	}
+	return tracer, stop, nil
+}
+
+// newPath builds the delivery path over a publisher: core NATS, or JetStream with its stream ensured (a
+// stream not there yet is logged, not fatal: deliveries get 503 until it is). closePublisher stops the
+// committers of atomic batches.
+func newPath(ctx context.Context, cfg config.Config, conn *natsConn, metrics *bridge.Metrics, tracer trace.Tracer, log *slog.Logger) (path *bridge.Path, closePublisher func(), err error) {
+	opts := bridge.PathOptions{
 		Subjects:        bridge.Subjects{Prefix: cfg.SubjectPrefix, Passthrough: cfg.PassthroughPrefix},
 		DefaultRegistry: cfg.DefaultRegistry,
 		Mode:            bridge.Mode(cfg.CEMode),
 		Passthrough:     cfg.Passthrough,
+		Metrics:         metrics,
+		Tracer:          tracer,
 	}
+	if cfg.NATSMode == "core" {
+		log.Info("publishing with core NATS: no stream, no acks, no de-duplication")
+		return bridge.NewPath(opts, bridge.NewCore(conn.nc, cfg.PublishTimeout), log), func() {}, nil
+	}
+	storage := jetstream.FileStorage
+	if cfg.StreamStorage == "memory" {
+		storage = jetstream.MemoryStorage
+	}
+	js, err := bridge.NewJetStream(conn.nc, bridge.StreamConfig{
+		Name:          cfg.Stream,
+		Subjects:      []string{cfg.SubjectPrefix + ".>", cfg.PassthroughPrefix + ".>"},
+		Create:        cfg.StreamCreate,
+		Duplicates:    cfg.StreamDuplicateWindow,
+		MaxAge:        cfg.StreamMaxAge,
+		Replicas:      cfg.StreamReplicas,
+		Storage:       storage,
+		AtomicBatches: bridge.BatchPolicy(cfg.AtomicBatchPolicy()),
+	}, cfg.PublishTimeout, max(4096, 2*cfg.MaxEvents), metrics, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	ensureCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := js.EnsureStream(ensureCtx); err != nil {
+		log.Error("stream not available; deliveries get 503 until it is", "stream", cfg.Stream, "error", err)
+	}
+	return bridge.NewPath(opts, js, log), js.Close, nil
+}
+
+// newHandler builds the HTTP server's handler: authentication, limits, and /metrics on it or on a
+// listener of its own; pprof's listener when asked for. stopAside stops those other listeners.
+func newHandler(ctx context.Context, cfg config.Config, path *bridge.Path, reg *prometheus.Registry, log *slog.Logger) (handler *bridge.Server, stopAside func(), err error) {
 	opts := bridge.Options{
 		AllowedOrigins:   cloudevents.Origins(cfg.AllowedOrigins),
 		MaxBodyBytes:     cfg.MaxBodyBytes,
@@ -121,93 +211,57 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		RetryAfter:       cfg.RetryAfter,
 		MaxJSONDepth:     cfg.MaxJSONDepth,
 	}
-	opts.Auth, err = authOf(ctx, cfg, log)
-	if err != nil {
-		return err
+	if opts.Auth, err = authOf(ctx, cfg, log); err != nil {
+		return nil, nil, err
 	}
-	reg := newRegistry(conn.nc)
-	pathOpts.Metrics = bridge.NewMetrics(reg)
-	tp, shutdownTracing, err := tracing.Setup(ctx, tracing.DefaultServiceName)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		// Once the HTTP server has stopped, so that the spans of the last deliveries are flushed too.
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := shutdownTracing(sctx); err != nil {
-			log.Warn("flushing spans", "error", err.Error())
+	var stops []func()
+	stopAside = func() {
+		for _, stop := range slices.Backward(stops) {
+			stop()
 		}
-	}()
-	if tracing.Enabled(tp) {
-		pathOpts.Tracer = tp.Tracer("github.com/natsbridge/acr-nats-bridge")
-		log.Info("tracing with OpenTelemetry", "exporter", os.Getenv("OTEL_TRACES_EXPORTER"), "service_name", envOr("OTEL_SERVICE_NAME", tracing.DefaultServiceName))
 	}
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	if cfg.MetricsAddr == "" {
 		opts.MetricsHandler = metricsHandler
 	} else {
-		stopMetrics, err := serveMetrics(cfg.MetricsAddr, metricsHandler, log)
+		stop, err := serveMetrics(cfg.MetricsAddr, metricsHandler, log)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		defer stopMetrics()
+		stops = append(stops, stop)
 	}
 	if cfg.PprofAddr != "" {
-		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		stop, err := servePprof(cfg.PprofAddr, log)
 		if err != nil {
-			return err
+			stopAside()
+			return nil, nil, err
 		}
-		defer stopPprof()
+		stops = append(stops, stop)
 	}
-	var path *bridge.Path
-	if cfg.NATSMode == "core" {
-		log.Info("publishing with core NATS: no stream, no acks, no de-duplication")
-		path = bridge.NewPath(pathOpts, bridge.NewCore(conn.nc, cfg.PublishTimeout), log)
-	} else {
-		storage := jetstream.FileStorage
-		if cfg.StreamStorage == "memory" {
-			storage = jetstream.MemoryStorage
-		}
-		js, err := bridge.NewJetStream(conn.nc, bridge.StreamConfig{
-			Name:          cfg.Stream,
-			Subjects:      []string{cfg.SubjectPrefix + ".>", cfg.PassthroughPrefix + ".>"},
-			Create:        cfg.StreamCreate,
-			Duplicates:    cfg.StreamDuplicateWindow,
-			MaxAge:        cfg.StreamMaxAge,
-			Replicas:      cfg.StreamReplicas,
-			Storage:       storage,
-			AtomicBatches: bridge.BatchPolicy(cfg.AtomicBatchPolicy()),
-		}, cfg.PublishTimeout, max(4096, 2*cfg.MaxEvents), pathOpts.Metrics, log)
-		if err != nil {
-			return err
-		}
-		// After the HTTP server's shutdown, which waits for the requests whose batches they commit.
-		defer js.Close()
-		ensureCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := js.EnsureStream(ensureCtx); err != nil {
-			// Not fatal: NATS may come up later, and until the stream answers the bridge says 503.
-			log.Error("stream not available; deliveries get 503 until it is", "stream", cfg.Stream, "error", err)
-		}
-		cancel()
-		path = bridge.NewPath(pathOpts, js, log)
-	}
-	handler := bridge.NewServer(opts, path, log)
-	stopPulling := func() {}
-	if cfg.NamespaceEnabled() {
-		puller, err := newPuller(cfg, path, reg, log)
-		if err != nil {
-			return err
-		}
-		handler.AddReadyCheck(puller.Ready)
-		pullCtx, cancel := context.WithCancel(ctx)
-		pulled := make(chan struct{})
-		go func() { puller.Run(pullCtx); close(pulled) }()
-		// Receiving stops first; what was received is settled before NATS is drained.
-		stopPulling = func() { cancel(); <-pulled }
-		defer stopPulling()
-	}
+	return bridge.NewServer(opts, path, log), stopAside, nil
+}
 
+// startPulling starts receiving from the Event Grid namespace when one is configured; stop cancels the
+// receive calls and returns once every received event is settled. It may be called more than once.
+func startPulling(ctx context.Context, cfg config.Config, path *bridge.Path, handler *bridge.Server, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+	if !cfg.NamespaceEnabled() {
+		return func() {}, nil
+	}
+	puller, err := newPuller(cfg, path, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	handler.AddReadyCheck(puller.Ready)
+	pullCtx, cancel := context.WithCancel(ctx)
+	pulled := make(chan struct{})
+	go func() { puller.Run(pullCtx); close(pulled) }()
+	return func() { cancel(); <-pulled }, nil
+}
+
+// serveHTTP listens (HTTPS when certificates are configured) and serves handler until ctx ends, then
+// stops pulling, stops accepting and finishes the requests under way, and waits for what ran beside the
+// listener (the certificate files' watch, the ACME requests).
+func serveHTTP(ctx context.Context, cfg config.Config, handler http.Handler, natsURL string, stopPulling func(), log *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -217,7 +271,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	certs, err := newCertificates(ctx, cfg, log)
+	certs, err := newCertificates(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -231,18 +285,23 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		srv.TLSConfig = certs.config
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
-	log.Info("bridge listening", "addr", ln.Addr().String(), "scheme", scheme, "nats", conn.url, "mode", cfg.NATSMode,
+	log.Info("bridge listening", "addr", ln.Addr().String(), "scheme", scheme, "nats", natsURL, "mode", cfg.NATSMode,
 		"stream", cfg.Stream, "subject_prefix", cfg.SubjectPrefix, "ce_mode", cfg.CEMode)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	var beside sync.WaitGroup
+	besideCtx, stopBeside := context.WithCancel(ctx)
+	defer stopBeside()
 	if certs != nil && certs.start != nil {
 		// After the listener, which answers the CA's TLS-ALPN-01 challenges.
-		go certs.start(ctx)
+		beside.Go(func() { certs.start(besideCtx) })
 	}
 
 	select {
 	case err := <-serveErr:
+		stopBeside()
+		beside.Wait()
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
@@ -250,13 +309,27 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	stopPulling()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("http shutdown: %w", err)
+	err = srv.Shutdown(shutdownCtx)
+	if err != nil {
+		err = fmt.Errorf("http shutdown: %w", err)
+	} else if serr := <-serveErr; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = fmt.Errorf("http server: %w", serr)
 	}
-	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http server: %w", err)
+	stopBeside()
+	waitFor(shutdownCtx, &beside, log)
+	return err
+}
+
+// waitFor waits for wg's goroutines, or logs that they are still running when ctx ends first (an ACME
+// request holds its own timeout, which ctx cannot shorten).
+func waitFor(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		log.Warn("exiting with a request to the ACME CA still under way")
 	}
-	return nil
 }
 
 // memoryLimitText is a GOMEMLIMIT for a log line: MiB, or none.

@@ -14,14 +14,15 @@ import (
 // certificates is how the listener gets its certificates when it serves HTTPS.
 type certificates struct {
 	config *tls.Config
-	// start, when set, runs once the listener serves: it asks the CA for the certificates.
+	// start, when set, runs once the listener serves, until ctx ends: it watches the files, or asks the
+	// CA for the certificates.
 	start func(ctx context.Context)
 }
 
 // newCertificates returns the HTTPS setup of the configuration: files read again when they change, or
 // certificates from an ACME CA; nil for plain HTTP. A pair of files that does not load stops start-up,
 // naming the variable.
-func newCertificates(ctx context.Context, cfg config.Config, log *slog.Logger) (*certificates, error) {
+func newCertificates(cfg config.Config, log *slog.Logger) (*certificates, error) {
 	base := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2", "http/1.1"},
@@ -37,12 +38,11 @@ func newCertificates(ctx context.Context, cfg config.Config, log *slog.Logger) (
 		if err != nil {
 			return nil, err
 		}
-		go files.Watch(ctx, cfg.TLSReloadInterval)
 		leaf := files.Current().Leaf
 		log.Info("serving HTTPS with a certificate from files", "cert_file", cfg.TLSCertFile, "dns_names", leaf.DNSNames,
 			"not_after", leaf.NotAfter.UTC().Format("2006-01-02T15:04:05Z"), "reload_interval", cfg.TLSReloadInterval.String())
 		base.GetCertificate = files.GetCertificate
-		return &certificates{config: base}, nil
+		return &certificates{config: base, start: func(ctx context.Context) { files.Watch(ctx, cfg.TLSReloadInterval) }}, nil
 	case cfg.ACMEEnabled():
 		return acmeCertificates(cfg, base, log)
 	}

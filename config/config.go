@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -103,17 +104,72 @@ type Config struct {
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
 }
 
-// Load reads the configuration from the environment and validates it. Errors name the variable.
-func Load() (Config, error) {
+// Load reads the configuration through getenv (os.LookupEnv, or a map in tests) and validates it.
+// Errors name the variable. A variable set to the empty string is set, not absent: its default does not
+// apply.
+//
+// The values are read as envconfig.Process reads them, by the same tags, but through getenv: Process
+// reads the process's environment only, which would keep tests of the whole program from running in
+// parallel.
+func Load(getenv func(string) (string, bool)) (Config, error) {
 	var c Config
-	if err := envconfig.Process(Prefix, &c); err != nil {
-		var pe *envconfig.ParseError
-		if errors.As(err, &pe) {
-			return c, fmt.Errorf("%s_%s=%q: %v", Prefix, pe.KeyName, pe.Value, pe.Err)
+	v := reflect.ValueOf(&c).Elem()
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		name := Prefix + "_" + f.Tag.Get("envconfig")
+		value, ok := getenv(name)
+		if !ok {
+			value, ok = f.Tag.Lookup("default")
 		}
-		return c, err
+		if !ok {
+			continue
+		}
+		if err := setField(v.Field(i), value); err != nil {
+			return c, fmt.Errorf("%s=%q: %w", name, value, err)
+		}
 	}
 	return c, c.Validate()
+}
+
+// setField decodes value into a field of one of the kinds Config has, by envconfig's rules: integers in
+// Go's syntax (base prefixes allowed), durations as time.ParseDuration reads them, lists comma-separated
+// (an empty or blank value is an empty list).
+func setField(field reflect.Value, value string) error {
+	switch field.Interface().(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(value)
+		if err != nil {
+			return err
+		}
+		field.SetInt(int64(d))
+		return nil
+	case []string:
+		var list []string
+		if strings.TrimSpace(value) != "" {
+			list = strings.Split(value, ",")
+		}
+		field.Set(reflect.ValueOf(list))
+		return nil
+	}
+	switch field.Kind() {
+	case reflect.String:
+		field.SetString(value)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(value)
+		if err != nil {
+			return err
+		}
+		field.SetBool(b)
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(value, 0, field.Type().Bits())
+		if err != nil {
+			return err
+		}
+		field.SetInt(n)
+	default:
+		return fmt.Errorf("a setting of type %s cannot be read", field.Type())
+	}
+	return nil
 }
 
 var (

@@ -17,7 +17,7 @@ import (
 )
 
 func TestDefaults(t *testing.T) {
-	c, err := config.Load()
+	c, err := config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	assert.Equal(t, ":8080", c.ListenAddr)
 	assert.Equal(t, "acr", c.SubjectPrefix)
@@ -97,7 +97,7 @@ func TestLoadNamesTheVariable(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			t.Setenv(tc.name, tc.value)
-			_, err := config.Load()
+			_, err := config.Load(os.LookupEnv)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 			assert.NotContains(t, err.Error(), "s3cret", "an error never echoes a secret")
@@ -107,7 +107,7 @@ func TestLoadNamesTheVariable(t *testing.T) {
 
 func TestEmbeddedNATSSyncInterval(t *testing.T) {
 	t.Setenv("BRIDGE_EMBEDDED_NATS_SYNC", "2m")
-	c, err := config.Load()
+	c, err := config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	sync, err := c.EmbeddedNATSSyncInterval()
 	require.NoError(t, err)
@@ -131,7 +131,7 @@ func TestAtomicBatchPolicy(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			c, err := config.Load()
+			c, err := config.Load(os.LookupEnv)
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, c.AtomicBatchPolicy())
 		})
@@ -139,7 +139,7 @@ func TestAtomicBatchPolicy(t *testing.T) {
 }
 
 func TestNamespaceSettings(t *testing.T) {
-	c, err := config.Load()
+	c, err := config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	assert.False(t, c.NamespaceEnabled(), "no pulling by default")
 	assert.Equal(t, 2, c.NamespaceReceivers)
@@ -150,19 +150,19 @@ func TestNamespaceSettings(t *testing.T) {
 	t.Setenv("BRIDGE_NAMESPACE_ENDPOINT", "http://ns.westus-1.eventgrid.azure.net")
 	t.Setenv("BRIDGE_NAMESPACE_TOPIC", "acr-events")
 	t.Setenv("BRIDGE_NAMESPACE_SUBSCRIPTION", "bridge")
-	_, err = config.Load()
+	_, err = config.Load(os.LookupEnv)
 	require.ErrorContains(t, err, "BRIDGE_NAMESPACE_ENDPOINT: \"http://ns.westus-1.eventgrid.azure.net\" is not an https URL")
 
 	t.Setenv("BRIDGE_NAMESPACE_ENDPOINT", "https://ns.westus-1.eventgrid.azure.net")
 	t.Setenv("BRIDGE_NAMESPACE_RELEASE_DELAY", "1h")
-	c, err = config.Load()
+	c, err = config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	assert.True(t, c.NamespaceEnabled())
 	assert.Equal(t, time.Hour, c.NamespaceReleaseDelay)
 }
 
 func TestTLSSettings(t *testing.T) {
-	c, err := config.Load()
+	c, err := config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	assert.False(t, c.TLSFiles())
 	assert.False(t, c.ACMEEnabled(), "plain HTTP by default")
@@ -171,22 +171,22 @@ func TestTLSSettings(t *testing.T) {
 
 	t.Setenv("BRIDGE_TLS_CERT_FILE", "/etc/bridge/tls.crt")
 	t.Setenv("BRIDGE_TLS_KEY_FILE", "/etc/bridge/tls.key")
-	c, err = config.Load()
+	c, err = config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	assert.True(t, c.TLSFiles())
 
 	t.Setenv("BRIDGE_ACME_DOMAINS", "bridge.example.com")
-	_, err = config.Load()
+	_, err = config.Load(os.LookupEnv)
 	require.ErrorContains(t, err, "BRIDGE_ACME_DOMAINS: BRIDGE_ACME_DOMAINS and BRIDGE_TLS_CERT_FILE/BRIDGE_TLS_KEY_FILE are two ways to get a certificate; set one")
 
 	t.Setenv("BRIDGE_TLS_CERT_FILE", "")
 	t.Setenv("BRIDGE_TLS_KEY_FILE", "")
 	t.Setenv("BRIDGE_ACME_CA", "http://acme.example.com/dir")
-	_, err = config.Load()
+	_, err = config.Load(os.LookupEnv)
 	require.ErrorContains(t, err, "BRIDGE_ACME_CA")
 
 	t.Setenv("BRIDGE_ACME_CA", "https://127.0.0.1:14000/dir")
-	c, err = config.Load()
+	c, err = config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	assert.True(t, c.ACMEEnabled())
 	assert.Equal(t, []string{"bridge.example.com"}, c.ACMEDomains)
@@ -195,7 +195,7 @@ func TestTLSSettings(t *testing.T) {
 func TestValidateReportsEveryProblem(t *testing.T) {
 	t.Setenv("BRIDGE_CE_MODE", "xml")
 	t.Setenv("BRIDGE_NATS_MODE", "kafka")
-	_, err := config.Load()
+	_, err := config.Load(os.LookupEnv)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "BRIDGE_CE_MODE")
 	assert.Contains(t, err.Error(), "BRIDGE_NATS_MODE")
@@ -250,7 +250,7 @@ func TestConfigurationReferenceIsCurrent(t *testing.T) {
 }
 
 func TestAuthSettings(t *testing.T) {
-	c, err := config.Load()
+	c, err := config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	assert.False(t, c.AuthEnabled(), "no authentication by default")
 	assert.Equal(t, "access_token", c.AuthQueryParam)
@@ -258,7 +258,7 @@ func TestAuthSettings(t *testing.T) {
 	t.Setenv("BRIDGE_AUTH_TOKENS", "0123456789abcdef-one,0123456789abcdef-two")
 	t.Setenv("BRIDGE_ENTRA_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47")
 	t.Setenv("BRIDGE_ENTRA_AUDIENCE", "api://bridge,0b7c5f0e-1111-4c2b-9f4e-5a6b7c8d9e0f")
-	c, err = config.Load()
+	c, err = config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	assert.True(t, c.AuthEnabled())
 	assert.Equal(t, []string{"0123456789abcdef-one", "0123456789abcdef-two"}, c.AuthTokens)
@@ -266,12 +266,51 @@ func TestAuthSettings(t *testing.T) {
 	assert.Equal(t, "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/discovery/v2.0/keys", c.EntraKeysURL())
 
 	t.Setenv("BRIDGE_ENTRA_JWKS_URL", "http://127.0.0.1:9999/keys")
-	c, err = config.Load()
+	c, err = config.Load(os.LookupEnv)
 	require.NoError(t, err, "plain http is fine on loopback")
 	assert.Equal(t, "http://127.0.0.1:9999/keys", c.EntraKeysURL())
 
 	t.Setenv("BRIDGE_AUTH_QUERY_PARAM", "")
-	c, err = config.Load()
+	c, err = config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	assert.Empty(t, c.AuthQueryParam, "set but empty turns the query parameter off")
+}
+
+// Every setting that is not free text, set to a value of the wrong type, stops start-up with an error
+// that names the variable as the user wrote it.
+func TestEveryParseErrorNamesItsVariable(t *testing.T) {
+	t.Parallel()
+	typ := reflect.TypeFor[config.Config]()
+	checked := 0
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if f.Type.Kind() == reflect.String || f.Type.Kind() == reflect.Slice {
+			continue // any text is a string; a list is any text split on commas
+		}
+		name := config.Prefix + "_" + f.Tag.Get("envconfig")
+		checked++
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(func(k string) (string, bool) {
+				if k == name {
+					return "not-a-value", true
+				}
+				return "", false
+			})
+			require.Error(t, err)
+			assert.True(t, strings.HasPrefix(err.Error(), name+`="not-a-value": `), err.Error())
+		})
+	}
+	assert.Greater(t, checked, 20, "the bool, number and duration settings")
+}
+
+// A variable set to the empty string is set: its default does not apply.
+func TestEmptyIsNotUnset(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(func(k string) (string, bool) { return "", k == "BRIDGE_ALLOWED_ORIGINS" })
+	require.NoError(t, err)
+	assert.Empty(t, c.AllowedOrigins)
+	c, err = config.Load(func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	assert.Equal(t, []string{"eventgrid.azure.net"}, c.AllowedOrigins)
 }

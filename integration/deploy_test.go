@@ -105,7 +105,7 @@ func TestComposeFile(t *testing.T) {
 			t.Setenv(name, *v)
 		}
 	}
-	cfg, err := config.Load()
+	cfg, err := config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	assert.False(t, cfg.AuthEnabled(), "an empty BRIDGE_AUTH_TOKENS leaves authentication off")
 	assert.Equal(t, "always", cfg.AtomicBatchPolicy(), "its NATS syncs every write, where atomic batches pay")
@@ -140,7 +140,7 @@ func TestComposeTLSOverride(t *testing.T) {
 			t.Setenv(name, *v)
 		}
 	}
-	cfg, err := config.Load()
+	cfg, err := config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	assert.True(t, cfg.TLSFiles())
 }

@@ -190,7 +190,7 @@ func checkWorkload(t *testing.T, objects map[string]k8sObject) {
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	cfg, err := config.Load()
+	cfg, err := config.Load(os.LookupEnv)
 	require.NoError(t, err, "the Deployment's settings are valid")
 	assert.True(t, cfg.AuthEnabled(), "a public bridge authenticates")
 
@@ -248,7 +248,7 @@ func TestStreamDefinition(t *testing.T) {
 	dec.DisallowUnknownFields()
 	require.NoError(t, dec.Decode(&sc))
 
-	defaults, err := config.Load()
+	defaults, err := config.Load(os.LookupEnv)
 	require.NoError(t, err)
 	assert.Equal(t, defaults.Stream, sc.Name)
 	assert.Equal(t, []string{defaults.SubjectPrefix + ".>", defaults.PassthroughPrefix + ".>"}, sc.Subjects)

@@ -14,8 +14,8 @@ import (
 
 // runHealthcheck asks a bridge's /readyz and fails unless it answers 200: a container health check for
 // images without a shell or curl.
-func runHealthcheck(ctx context.Context, args []string, stdout io.Writer) error {
-	host, port, err := net.SplitHostPort(envOr("BRIDGE_LISTEN_ADDR", ":8080"))
+func runHealthcheck(ctx context.Context, args []string, getenv environment, stdout io.Writer) error {
+	host, port, err := net.SplitHostPort(getenv.or("BRIDGE_LISTEN_ADDR", ":8080"))
 	if err != nil {
 		return fmt.Errorf("BRIDGE_LISTEN_ADDR: %w", err)
 	}
@@ -23,7 +23,7 @@ func runHealthcheck(ctx context.Context, args []string, stdout io.Writer) error 
 		host = "127.0.0.1"
 	}
 	scheme := "http"
-	if envOr("BRIDGE_TLS_CERT_FILE", "") != "" || envOr("BRIDGE_ACME_DOMAINS", "") != "" {
+	if getenv.or("BRIDGE_TLS_CERT_FILE", "") != "" || getenv.or("BRIDGE_ACME_DOMAINS", "") != "" {
 		scheme = "https"
 	}
 	url := scheme + "://" + net.JoinHostPort(host, port) + "/readyz"

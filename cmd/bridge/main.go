@@ -33,7 +33,7 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bridge:", err)
 		os.Exit(1)
 	}
@@ -53,8 +53,10 @@ Settings (environment variables):
 
 `
 
-// run is the whole program; tests call it.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// run is the whole program; tests call it. getenv reads the environment, as os.LookupEnv does: the
+// bridge's settings and the few other variables it reads itself (the Azure and OpenTelemetry SDKs read
+// theirs from the process).
+func run(ctx context.Context, args []string, getenv environment, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -64,29 +66,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprint(stdout, usageHead)
 			return config.Usage(stdout)
 		case "tail":
-			return runTail(ctx, args[1:], stdout, stderr)
+			return runTail(ctx, args[1:], getenv, stdout, stderr)
 		case "send":
-			return runSend(ctx, args[1:], stdout, stderr)
+			return runSend(ctx, args[1:], getenv, stdout, stderr)
 		case "healthcheck":
-			return runHealthcheck(ctx, args[1:], stdout)
+			return runHealthcheck(ctx, args[1:], getenv, stdout)
 		default:
 			return fmt.Errorf("unknown argument %q (bridge -h lists the settings)", args[0])
 		}
 	}
-	cfg, err := config.Load()
+	cfg, err := config.Load(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	out := newLogWriter(stdout)
 	defer out.Close()
 	log := newLogger(cfg, out)
-	gc, err := gcpolicy.Set(os.LookupEnv)
+	gc, err := gcpolicy.Set(getenv)
 	if err != nil {
 		log.Warn("garbage collector: the memory limit is left unset", "error", err)
 	}
 	log.Info("garbage collector", "gogc", gc.GOGC, "gogc_from", gc.GOGCFrom,
 		"memory_limit", memoryLimitText(gc.MemoryLimit), "memory_limit_from", gc.LimitFrom)
-	return serve(ctx, cfg, log)
+	return serve(ctx, cfg, getenv, log)
 }
 
 // newLogger builds the one logger of the process. Secrets are never logged on purpose; as a second
@@ -104,7 +106,7 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 // serve builds the component graph in order, serves until ctx ends, then shuts down in reverse: stop
 // receiving by pull, stop accepting, finish in-flight requests and their acks, stop what runs beside the
 // listener, close the publisher, flush spans, drain NATS. Each step returns what undoes it.
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+func serve(ctx context.Context, cfg config.Config, getenv environment, log *slog.Logger) error {
 	conn, err := connectNATS(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -112,7 +114,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer conn.close(log)
 	reg := newRegistry(conn.nc)
 	metrics := bridge.NewMetrics(reg)
-	tracer, stopTracing, err := startTracing(ctx, log)
+	tracer, stopTracing, err := startTracing(ctx, getenv, log)
 	if err != nil {
 		return err
 	}
@@ -128,7 +130,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer stopAside()
-	stopPulling, err := startPulling(ctx, cfg, path, handler, reg, log)
+	stopPulling, err := startPulling(ctx, cfg, getenv, path, handler, reg, log)
 	if err != nil {
 		return err
 	}
@@ -139,7 +141,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 // startTracing sets OpenTelemetry up from the OTEL_* variables; the tracer is nil when tracing is off.
 // stop flushes the spans, once the HTTP server has stopped, so that those of the last deliveries go too.
-func startTracing(ctx context.Context, log *slog.Logger) (tracer trace.Tracer, stop func(), err error) {
+func startTracing(ctx context.Context, getenv environment, log *slog.Logger) (tracer trace.Tracer, stop func(), err error) {
 	tp, shutdown, err := tracing.Setup(ctx, tracing.DefaultServiceName)
 	if err != nil {
 		return nil, nil, err
@@ -153,7 +155,7 @@ func startTracing(ctx context.Context, log *slog.Logger) (tracer trace.Tracer, s
 	}
 	if tracing.Enabled(tp) {
 		tracer = tp.Tracer("github.com/natsbridge/acr-nats-bridge")
-		log.Info("tracing with OpenTelemetry", "exporter", os.Getenv("OTEL_TRACES_EXPORTER"), "service_name", envOr("OTEL_SERVICE_NAME", tracing.DefaultServiceName))
+		log.Info("tracing with OpenTelemetry", "exporter", getenv.or("OTEL_TRACES_EXPORTER", ""), "service_name", getenv.or("OTEL_SERVICE_NAME", tracing.DefaultServiceName))
 	}
 	return tracer, stop, nil
 }
@@ -243,11 +245,11 @@ func newHandler(ctx context.Context, cfg config.Config, path *bridge.Path, reg *
 
 // startPulling starts receiving from the Event Grid namespace when one is configured; stop cancels the
 // receive calls and returns once every received event is settled. It may be called more than once.
-func startPulling(ctx context.Context, cfg config.Config, path *bridge.Path, handler *bridge.Server, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+func startPulling(ctx context.Context, cfg config.Config, getenv environment, path *bridge.Path, handler *bridge.Server, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	if !cfg.NamespaceEnabled() {
 		return func() {}, nil
 	}
-	puller, err := newPuller(cfg, path, reg, log)
+	puller, err := newPuller(cfg, getenv, path, reg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -6,38 +6,28 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/natsbridge/acr-nats-bridge/acrevent"
+	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // logSink collects the JSON log lines run writes, so a test can wait for one.
-type logSink struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+type logSink struct{ natstest.LogBuffer }
 
 // field returns the value of key in the first log record with message msg.
 func (s *logSink) field(msg, key string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sc := bufio.NewScanner(bytes.NewReader(s.b.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(s.String()))
 	for sc.Scan() {
 		var rec map[string]any
 		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
@@ -56,19 +46,27 @@ type runningBridge struct {
 	done   chan error
 }
 
+// mapEnv is an environment that holds vars and nothing else.
+func mapEnv(vars map[string]string) environment {
+	return func(name string) (string, bool) {
+		v, ok := vars[name]
+		return v, ok
+	}
+}
+
 // startBridge runs the bridge with env on a free port, with an embedded NATS server on a free port
 // unless env names one, and waits until it listens. It is stopped when the test ends.
 func startBridge(t *testing.T, env map[string]string) *runningBridge {
 	t.Helper()
-	t.Setenv("BRIDGE_LISTEN_ADDR", "127.0.0.1:0")
-	t.Setenv("BRIDGE_EMBEDDED_NATS_ADDR", "127.0.0.1:0")
-	t.Setenv("BRIDGE_EMBEDDED_NATS_DIR", filepath.Join(t.TempDir(), "nats"))
-	for k, v := range env {
-		t.Setenv(k, v)
+	vars := map[string]string{
+		"BRIDGE_LISTEN_ADDR":        "127.0.0.1:0",
+		"BRIDGE_EMBEDDED_NATS_ADDR": "127.0.0.1:0",
+		"BRIDGE_EMBEDDED_NATS_DIR":  filepath.Join(t.TempDir(), "nats"),
 	}
+	maps.Copy(vars, env)
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &runningBridge{logs: &logSink{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { b.done <- run(ctx, nil, b.logs, io.Discard) }()
+	go func() { b.done <- run(ctx, nil, mapEnv(vars), b.logs, io.Discard) }()
 	t.Cleanup(func() { b.stop(t) })
 	require.Eventually(t, func() bool {
 		b.addr = b.logs.field("bridge listening", "addr")
@@ -93,15 +91,10 @@ func (b *runningBridge) stop(t *testing.T) {
 	}
 }
 
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRun starts the real entry point with no NATS settings (so an embedded server), posts a seed
 // payload, reads it back from NATS, and shuts down.
 func TestRun(t *testing.T) {
+	t.Parallel()
 	b := startBridge(t, nil)
 	addr, logs := b.addr, b.logs
 	natsURL := logs.field("embedded NATS server started", "url")
@@ -166,16 +159,17 @@ func TestRun(t *testing.T) {
 }
 
 func TestHelpListsSettings(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"-h"}, &out, io.Discard))
+	require.NoError(t, run(context.Background(), []string{"-h"}, mapEnv(nil), &out, io.Discard))
 	for _, v := range []string{"BRIDGE_LISTEN_ADDR", "BRIDGE_NATS_URL", "BRIDGE_STREAM_DUPLICATE_WINDOW", "10m", "ACR_EVENTS", "bridge tail"} {
 		assert.Contains(t, out.String(), v)
 	}
 }
 
 func TestBadConfigurationStopsStartup(t *testing.T) {
-	t.Setenv("BRIDGE_MAX_EVENTS", "lots")
-	err := run(context.Background(), nil, io.Discard, io.Discard)
+	t.Parallel()
+	err := run(context.Background(), nil, mapEnv(map[string]string{"BRIDGE_MAX_EVENTS": "lots"}), io.Discard, io.Discard)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "BRIDGE_MAX_EVENTS")
 }
@@ -190,12 +184,14 @@ func TestRedactURL(t *testing.T) {
 // BRIDGE_METRICS_ADDR moves /metrics, and BRIDGE_PPROF_ADDR puts Go's profiles, on listeners of their
 // own; neither is served on the receiver's listener then.
 func TestAsideListeners(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ variable, logged, path, want string }{
 		{"BRIDGE_METRICS_ADDR", "metrics listening", "/metrics", "bridge_nats_connected 1"},
 		{"BRIDGE_PPROF_ADDR", "pprof listening", "/debug/pprof/goroutine?debug=1", "goroutine profile"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.variable, func(t *testing.T) {
+			t.Parallel()
 			b := startBridge(t, map[string]string{tc.variable: "127.0.0.1:0"})
 			addr := b.logs.field(tc.logged, "addr")
 			require.NotEmpty(t, addr)

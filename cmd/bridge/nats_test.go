@@ -15,6 +15,7 @@ import (
 // TestEmbeddedNATSSync: the embedded server syncs every write before its PubAck unless
 // BRIDGE_EMBEDDED_NATS_SYNC names an interval, and its start-up line says which policy is in force.
 func TestEmbeddedNATSSync(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		value      string // "" leaves the default
 		always     bool
@@ -28,12 +29,12 @@ func TestEmbeddedNATSSync(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run("BRIDGE_EMBEDDED_NATS_SYNC="+tc.value, func(t *testing.T) {
-			t.Setenv("BRIDGE_EMBEDDED_NATS_ADDR", "127.0.0.1:0")
-			t.Setenv("BRIDGE_EMBEDDED_NATS_DIR", filepath.Join(t.TempDir(), "nats"))
+			t.Parallel()
+			vars := map[string]string{"BRIDGE_EMBEDDED_NATS_ADDR": "127.0.0.1:0", "BRIDGE_EMBEDDED_NATS_DIR": filepath.Join(t.TempDir(), "nats")}
 			if tc.value != "" {
-				t.Setenv("BRIDGE_EMBEDDED_NATS_SYNC", tc.value)
+				vars["BRIDGE_EMBEDDED_NATS_SYNC"] = tc.value
 			}
-			cfg, err := config.Load()
+			cfg, err := config.Load(mapEnv(vars))
 			require.NoError(t, err)
 			logs := &logSink{}
 			conn, err := startEmbedded(cfg, slog.New(slog.NewJSONHandler(logs, nil)))

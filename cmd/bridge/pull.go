@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
@@ -18,7 +17,7 @@ import (
 // newPuller builds the puller of BRIDGE_NAMESPACE_*: the shared access key when one is set, else
 // Microsoft Entra ID through the Azure SDK's default credential chain (workload identity, managed
 // identity, environment, Azure CLI). The SDK's client trusts the system roots, or SSL_CERT_FILE.
-func newPuller(cfg config.Config, d namespace.Deliverer, reg prometheus.Registerer, log *slog.Logger) (*namespace.Puller, error) {
+func newPuller(cfg config.Config, getenv environment, d namespace.Deliverer, reg prometheus.Registerer, log *slog.Logger) (*namespace.Puller, error) {
 	opts := namespace.Options{
 		Endpoint:     cfg.NamespaceEndpoint,
 		Topic:        cfg.NamespaceTopic,
@@ -34,7 +33,7 @@ func newPuller(cfg config.Config, d namespace.Deliverer, reg prometheus.Register
 	}
 	if opts.Key == "" {
 		cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
-			DisableInstanceDiscovery: privateAuthority(os.Getenv("AZURE_AUTHORITY_HOST")),
+			DisableInstanceDiscovery: privateAuthority(getenv.or("AZURE_AUTHORITY_HOST", "")),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("BRIDGE_NAMESPACE_KEY is empty and no Microsoft Entra ID credential is available: %w", err)

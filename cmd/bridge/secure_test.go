@@ -27,6 +27,7 @@ const pushWebhook = `{"id":"sec-1","action":"push","target":{"repository":"app",
 // TestSecretsNeverLogged runs the bridge at debug level with every kind of secret configured and sent,
 // rightly and wrongly, and reads every log line for them.
 func TestSecretsNeverLogged(t *testing.T) {
+	t.Parallel()
 	const (
 		token1       = "tok1-7f3a9c2e5b8d4f60"
 		token2       = "tok2-1e6b4d8a2c9f7e35"
@@ -100,6 +101,7 @@ func TestRedact(t *testing.T) {
 // Slow clients are cut off by the configured timeouts, and oversized headers refused, so that a few
 // connections cannot hold the server.
 func TestSlowAndOversizedRequests(t *testing.T) {
+	t.Parallel()
 	b := startBridge(t, map[string]string{
 		"BRIDGE_READ_HEADER_TIMEOUT": "300ms",
 		"BRIDGE_READ_TIMEOUT":        "600ms",

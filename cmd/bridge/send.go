@@ -53,13 +53,13 @@ type sender struct {
 	out      io.Writer
 }
 
-func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runSend(ctx context.Context, args []string, getenv environment, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	s := sender{client: &http.Client{Timeout: 35 * time.Second}, out: stdout}
 	fs.StringVar(&s.url, "url", "http://localhost:8080", "base URL of the bridge")
 	fs.StringVar(&s.format, "format", "webhook", "webhook, eventgrid or cloudevents")
-	fs.StringVar(&s.token, "token", firstToken(), "shared secret sent as Authorization: Bearer (default: the first of BRIDGE_AUTH_TOKENS)")
+	fs.StringVar(&s.token, "token", firstToken(getenv), "shared secret sent as Authorization: Bearer (default: the first of BRIDGE_AUTH_TOKENS)")
 	fs.StringVar(&s.registry, "registry", "myregistry", "registry name")
 	fs.StringVar(&s.repo, "repository", "hello-world", "repository")
 	fs.StringVar(&s.tag, "tag", "v1", "tag")
@@ -276,7 +276,7 @@ func newID() string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-func firstToken() string {
-	t, _, _ := strings.Cut(envOr("BRIDGE_AUTH_TOKENS", ""), ",")
+func firstToken(getenv environment) string {
+	t, _, _ := strings.Cut(getenv.or("BRIDGE_AUTH_TOKENS", ""), ",")
 	return strings.TrimSpace(t)
 }

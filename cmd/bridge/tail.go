@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -22,15 +21,15 @@ import (
 // runTail prints the events arriving on a subject, one line each, until ctx ends. By default it is a
 // live core subscription; with --durable it reads the stream through a durable JetStream consumer, so
 // that it starts with what is stored and, run again, resumes where it stopped.
-func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runTail(ctx context.Context, args []string, getenv environment, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", envOr("BRIDGE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL")
+	server := fs.String("server", getenv.or("BRIDGE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL")
 	raw := fs.Bool("json", false, "print each message body as received instead of one summary line")
 	durable := fs.String("durable", "", "read the stream with the durable JetStream consumer of this name (created if absent), acknowledging each event")
-	stream := fs.String("stream", envOr("BRIDGE_STREAM", "ACR_EVENTS"), "stream of --durable")
+	stream := fs.String("stream", getenv.or("BRIDGE_STREAM", "ACR_EVENTS"), "stream of --durable")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: bridge tail [--server URL] [--json] [--durable NAME [--stream STREAM]] [subject]\n\nPrints events as they arrive; subject defaults to %s.>\n\n", envOr("BRIDGE_SUBJECT_PREFIX", "acr"))
+		fmt.Fprintf(stderr, "Usage: bridge tail [--server URL] [--json] [--durable NAME [--stream STREAM]] [subject]\n\nPrints events as they arrive; subject defaults to %s.>\n\n", getenv.or("BRIDGE_SUBJECT_PREFIX", "acr"))
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -39,7 +38,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return err
 	}
-	subject := envOr("BRIDGE_SUBJECT_PREFIX", "acr") + ".>"
+	subject := getenv.or("BRIDGE_SUBJECT_PREFIX", "acr") + ".>"
 	if fs.NArg() > 0 {
 		subject = fs.Arg(0)
 	}
@@ -158,8 +157,12 @@ func summary(h nats.Header, subject string, data []byte) string {
 	return fmt.Sprintf("%s  %s  %s  %s  %s", env.Time, strings.TrimPrefix(env.Type, "Microsoft.ContainerRegistry."), env.Data.Registry, ref, digest)
 }
 
-func envOr(name, fallback string) string {
-	if v := os.Getenv(name); v != "" {
+// environment is what run reads of the environment: os.LookupEnv, or a map in tests.
+type environment func(name string) (string, bool)
+
+// or is the value of name, or fallback when it is unset or empty.
+func (e environment) or(name, fallback string) string {
+	if v, _ := e(name); v != "" {
 		return v
 	}
 	return fallback

@@ -19,7 +19,7 @@ func runUntil(t *testing.T, args ...string) (out *logSink, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out, errs := &logSink{}, &logSink{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, out, errs) }()
+	go func() { done <- run(ctx, args, mapEnv(nil), out, errs) }()
 	require.Eventually(t, func() bool {
 		return strings.HasPrefix(errs.String(), "listening on") || strings.HasPrefix(errs.String(), "reading")
 	}, 5*time.Second, 5*time.Millisecond, "tail did not start: %s", errs)
@@ -37,6 +37,7 @@ func runUntil(t *testing.T, args ...string) (out *logSink, stop func()) {
 // `bridge send` plays every sample event in every format against a running bridge, handshake first;
 // `bridge tail` prints them live and, with --durable, from the stream.
 func TestSendAndTail(t *testing.T) {
+	t.Parallel()
 	const token = "0123456789abcdef-send-test"
 	b := startBridge(t, map[string]string{"BRIDGE_AUTH_TOKENS": token})
 	natsURL := b.logs.field("embedded NATS server started", "url")
@@ -45,14 +46,14 @@ func TestSendAndTail(t *testing.T) {
 	live, stopLive := runUntil(t, "tail", "--server", natsURL)
 
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"send", "--url", url, "--token", token, "--format", "webhook", "all"}, &out, io.Discard)
+	err := run(context.Background(), []string{"send", "--url", url, "--token", token, "--format", "webhook", "all"}, mapEnv(nil), &out, io.Discard)
 	require.NoError(t, err, out.String())
 	for _, a := range sendActions {
 		assert.Regexp(t, `(?m)^`+a+` +webhook  200  \{"events":1,"duplicates":0,"deadLettered":0\}$`, out.String())
 	}
 	for _, format := range []string{"eventgrid", "cloudevents"} {
 		out.Reset()
-		err := run(context.Background(), []string{"send", "--url", url, "--token", token, "--format", format, "--registry", "other", "all"}, &out, io.Discard)
+		err := run(context.Background(), []string{"send", "--url", url, "--token", token, "--format", format, "--registry", "other", "all"}, mapEnv(nil), &out, io.Discard)
 		require.NoError(t, err, out.String())
 		assert.Regexp(t, `(?m)^handshake `, out.String())
 		assert.Regexp(t, `(?m)^push +`+format+`  200  `, out.String())
@@ -61,7 +62,7 @@ func TestSendAndTail(t *testing.T) {
 	}
 
 	out.Reset()
-	err = run(context.Background(), []string{"send", "--url", url, "--token", "", "push"}, &out, io.Discard)
+	err = run(context.Background(), []string{"send", "--url", url, "--token", "", "push"}, mapEnv(nil), &out, io.Discard)
 	require.Error(t, err, "no token: refused")
 	assert.Contains(t, out.String(), "401")
 
@@ -85,7 +86,7 @@ func TestSendAndTail(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Count(durable.String(), "\n") == 7 }, 5*time.Second, 20*time.Millisecond, durable.String())
 	stop()
 	out.Reset()
-	require.NoError(t, run(context.Background(), []string{"send", "--url", url, "--token", token, "--tag", "v2", "push"}, &out, io.Discard))
+	require.NoError(t, run(context.Background(), []string{"send", "--url", url, "--token", token, "--tag", "v2", "push"}, mapEnv(nil), &out, io.Discard))
 	again, stop := runUntil(t, "tail", "--server", natsURL, "--durable", "test-reader", "--json", "acr.image.>")
 	require.Eventually(t, func() bool { return strings.Count(again.String(), "\n") == 1 }, 5*time.Second, 20*time.Millisecond, again.String())
 	time.Sleep(200 * time.Millisecond)

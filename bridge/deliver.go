@@ -233,8 +233,9 @@ type outbox struct {
 	// batch element that is not an event).
 	kinds  []Kind
 	events []int
-	// templates[k] is msgs[k]'s subject with its registry and repository tokens written as such (set
-	// only when tracing), and traces[k] the trace context of the event it carries.
+	// templates[k] is msgs[k]'s subject with its registry and repository tokens written as such, and
+	// traces[k] the trace context of the event it carries; kept only when traced, for the spans.
+	traced       bool
 	templates    []string
 	traces       []cloudevents.Trace
 	dead, passed int
@@ -244,8 +245,10 @@ func (o *outbox) add(msg *nats.Msg, kind Kind, event int, template string, trace
 	o.msgs = append(o.msgs, msg)
 	o.kinds = append(o.kinds, kind)
 	o.events = append(o.events, event)
-	o.templates = append(o.templates, template)
-	o.traces = append(o.traces, trace)
+	if o.traced {
+		o.templates = append(o.templates, template)
+		o.traces = append(o.traces, trace)
+	}
 	switch kind {
 	case KindDeadLetter:
 		o.dead++
@@ -263,7 +266,10 @@ const loggedDeadLetters = 5
 func (p *Path) prepare(d *Delivery, rep *Report) (*outbox, error) {
 	now := time.Now()
 	size := len(d.Events) + len(d.Invalid)
-	out := &outbox{msgs: make([]*nats.Msg, 0, size), kinds: make([]Kind, 0, size), events: make([]int, 0, size)}
+	out := &outbox{msgs: make([]*nats.Msg, 0, size), kinds: make([]Kind, 0, size), events: make([]int, 0, size), traced: p.tracing}
+	if p.tracing {
+		out.templates, out.traces = make([]string, 0, size), make([]cloudevents.Trace, 0, size)
+	}
 	for i := range d.Events {
 		ev := &d.Events[i]
 		ev.Trace = ev.Trace.Or(d.Trace)

@@ -1,23 +1,56 @@
 // Package jsonscan reads JSON in one pass, without reflection, for the common case of the bridge's
-// inbound events. It reads nothing it is not sure of: Parse declines anything encoding/json might read
-// differently (an escaped key, a key twice, invalid UTF-8, nesting past a limit), and the caller then
-// decodes with encoding/json, which decides and explains. Fuzz tests hold its readers to encoding/json.
+// inbound events, and holds the bridge's one rule for JSON beyond its syntax: no nesting past a limit,
+// no key twice in one object. Parse reads nothing it is not sure of: it declines anything encoding/json
+// might read differently (an escaped key, a key twice, invalid UTF-8, nesting past a limit), and the
+// caller then asks Check whether the rule refuses the text, and decodes with encoding/json if not, which
+// decides the syntax and explains. Fuzz tests hold both to encoding/json.
 package jsonscan
 
 import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"iter"
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 )
 
 // MaxDepth is encoding/json's own nesting limit; Parse never accepts more.
 const MaxDepth = 10000
+
+// ErrTooDeep is Check's answer for nesting deeper than its limit.
+var ErrTooDeep = errors.New("JSON nested too deep")
+
+// RepeatedKeyError is Check's answer for an object with a key twice. Parsers resolve that differently
+// (RFC 8259 §4), so that the id the bridge de-duplicates on could differ from the one a consumer reads.
+type RepeatedKeyError struct {
+	// Key is the key as decoded, escapes resolved.
+	Key string
+}
+
+func (e *RepeatedKeyError) Error() string {
+	return fmt.Sprintf("JSON object has the key %q twice", e.Key)
+}
+
+// Check reports whether b breaks the rule: nesting deeper than maxDepth (ErrTooDeep), or an object with
+// a key twice, keys compared as encoding/json decodes them (a *RepeatedKeyError). It judges nothing else:
+// text that is not JSON is for encoding/json to explain, and Check returns nil for it (or the rule's
+// answer for the part before the fault).
+func Check(b []byte, maxDepth int) error {
+	if len(b) > math.MaxInt32 {
+		return nil
+	}
+	s := scanner{b: b, maxDepth: min(maxDepth, MaxDepth), maxLen: math.MaxInt, maxNodes: math.MaxInt, resolve: true,
+		nodes: make([]node, 0, min(8+len(b)/16, 4096))}
+	s.value(skipSpace(b, 0), 0)
+	return s.broken
+}
 
 // Value is a JSON value that Parse accepted, or a part of it. Its zero value is Invalid. The Values of one
 // Parse are for one goroutine at a time.
@@ -226,6 +259,13 @@ type scanner struct {
 	maxNodes int
 	// keys are the key nodes of the open objects that have many keys.
 	keys []int32
+	// resolve is Check's mode: keys written with escapes or invalid UTF-8 are compared as decoded rather
+	// than declined, strings may hold invalid UTF-8, and the values are not bounded by maxNodes.
+	resolve bool
+	// decoded are the keys that resolve decoded, by node.
+	decoded map[int32]string
+	// broken is the rule's answer, once the text breaks it.
+	broken error
 }
 
 // value checks the value starting at i, inside depth open containers, and returns the index after it.
@@ -246,11 +286,13 @@ func (s *scanner) value(i, depth int) (int, bool) {
 		end, ok = s.str(i + 1)
 	case c == '{':
 		if depth >= s.maxDepth {
+			s.broken = ErrTooDeep
 			return 0, false
 		}
 		end, ok = s.object(i+1, depth+1)
 	case c == '[':
 		if depth >= s.maxDepth {
+			s.broken = ErrTooDeep
 			return 0, false
 		}
 		end, ok = s.array(i+1, depth+1)
@@ -291,14 +333,17 @@ func (s *scanner) object(i, depth int) (int, bool) {
 		if !ok {
 			return 0, false
 		}
-		key := b[i+1 : end-1]
-		if bytes.IndexByte(key, '\\') >= 0 {
+		if s.resolve {
+			s.resolveKey(k)
+		} else if bytes.IndexByte(b[i+1:end-1], '\\') >= 0 {
 			return 0, false
 		}
 		switch {
 		case keys < 16:
+			key := s.key(k)
 			for j := first; j < k; j = int(s.nodes[j+1].next) {
-				if string(s.key(j)) == string(key) {
+				if s.key(j) == key {
+					s.broken = &RepeatedKeyError{Key: key}
 					return 0, false
 				}
 			}
@@ -325,7 +370,8 @@ func (s *scanner) object(i, depth int) (int, bool) {
 		case ',':
 			i = skipSpace(b, i+1)
 		case '}':
-			if s.repeatedKey(s.keys[many:]) {
+			if key, ok := s.repeatedKey(s.keys[many:]); ok {
+				s.broken = &RepeatedKeyError{Key: key}
 				return 0, false
 			}
 			return i + 1, true
@@ -344,21 +390,45 @@ func appendDoubling[T any](s []T, v T) []T {
 	return append(s, v)
 }
 
-// key returns the text of the key whose node is j, without its quotes.
-func (s *scanner) key(j int) []byte {
-	n := s.nodes[j]
-	return s.b[n.start+1 : n.end-1]
-}
-
-// repeatedKey reports whether two of these key nodes hold the same key.
-func (s *scanner) repeatedKey(keys []int32) bool {
-	slices.SortFunc(keys, func(a, b int32) int { return bytes.Compare(s.key(int(a)), s.key(int(b))) })
-	for j := 1; j < len(keys); j++ {
-		if bytes.Equal(s.key(int(keys[j-1])), s.key(int(keys[j]))) {
-			return true
+// key returns the key whose node is j: its text without the quotes, a part of b, or as decoded when
+// resolveKey had to decode it.
+func (s *scanner) key(j int) string {
+	if s.decoded != nil {
+		if k, ok := s.decoded[int32(j)]; ok {
+			return k
 		}
 	}
-	return false
+	n := s.nodes[j]
+	return unsafe.String(&s.b[n.start+1], n.end-n.start-2)
+}
+
+// resolveKey decodes the key whose node is j when encoding/json would read it other than as written:
+// with an escape, or invalid UTF-8 (which it replaces with U+FFFD).
+func (s *scanner) resolveKey(j int) {
+	n := s.nodes[j]
+	text := s.b[n.start:n.end]
+	if bytes.IndexByte(text, '\\') < 0 && utf8.Valid(text) {
+		return
+	}
+	var k string
+	if json.Unmarshal(text, &k) != nil {
+		return // not a string encoding/json reads; it will say so
+	}
+	if s.decoded == nil {
+		s.decoded = map[int32]string{}
+	}
+	s.decoded[int32(j)] = k
+}
+
+// repeatedKey returns a key that two of these key nodes hold, if any.
+func (s *scanner) repeatedKey(keys []int32) (string, bool) {
+	slices.SortFunc(keys, func(a, b int32) int { return strings.Compare(s.key(int(a)), s.key(int(b))) })
+	for j := 1; j < len(keys); j++ {
+		if k := s.key(int(keys[j])); s.key(int(keys[j-1])) == k {
+			return k, true
+		}
+	}
+	return "", false
 }
 
 func (s *scanner) array(i, depth int) (int, bool) {
@@ -428,7 +498,7 @@ func (s *scanner) str(i int) (int, bool) {
 			return 0, false
 		default:
 			r, size := utf8.DecodeRune(b[i:])
-			if r == utf8.RuneError && size == 1 {
+			if r == utf8.RuneError && size == 1 && !s.resolve {
 				return 0, false
 			}
 			i += size

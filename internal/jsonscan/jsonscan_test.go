@@ -176,6 +176,37 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// FuzzCheck: on valid JSON, Check answers ErrTooDeep or a *RepeatedKeyError exactly when encoding/json's
+// tokenizer finds nesting past the limit or a key twice (keys compared as decoded); it never refuses what
+// Parse accepts.
+func FuzzCheck(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1,"a":2}`, `{"a":{"a":1},"b":[{"a":1},{"a":2}]}`, `{"\u0061":1,"a":2}`, `[[[[[[1]]]]]]`,
+		`{"a\"":1,"a\\":2}`, `"{\"a\":1,\"a\":1}"`, `{"k":"\"","k2":":"}`, "{\"\xff\":1,\"\xfe\":2}",
+		`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"\u0061":18}`} {
+		f.Add([]byte(s), 4)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, maxDepth int) {
+		maxDepth = 1 + abs(maxDepth)%8
+		err := Check(b, maxDepth)
+		if _, ok := Parse(b, maxDepth); ok && err != nil {
+			t.Fatalf("Parse accepted %q, Check refused it: %v", b, err)
+		}
+		deep, dup, valid := reference(b, maxDepth)
+		if !valid {
+			return
+		}
+		var rk *RepeatedKeyError
+		switch {
+		case err == nil && (deep || dup):
+			t.Fatalf("Check(%q, %d) passed; reference: deeper %v, a key twice %v", b, maxDepth, deep, dup)
+		case err != nil && !errors.Is(err, ErrTooDeep) && !errors.As(err, &rk):
+			t.Fatalf("Check(%q, %d) = %v, not the rule's answer", b, maxDepth, err)
+		case errors.Is(err, ErrTooDeep) && !deep, rk != nil && !dup:
+			t.Fatalf("Check(%q, %d) = %v; reference: deeper %v, a key twice %v", b, maxDepth, err, deep, dup)
+		}
+	})
+}
+
 func abs(n int) int {
 	if n < 0 {
 		return -(n + 1)

@@ -3,87 +3,29 @@ package cloudevents
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"slices"
-	"unicode/utf8"
+
+	"github.com/natsbridge/acr-nats-bridge/internal/jsonscan"
 )
 
 // DefaultMaxDepth is the nesting limit of a zero Decoder. An ACR event is three levels deep; Event Grid
 // events of other services are seldom deeper than ten.
 const DefaultMaxDepth = 64
 
-// checkJSON refuses what encoding/json would accept but the bridge must not: nesting deeper than
-// maxDepth, which costs a decoder stack and time out of proportion to the body, and an object with a
-// repeated key, which parsers resolve differently (RFC 8259 §4), so that the id the bridge
+// checkJSON refuses what encoding/json would accept but the bridge must not (jsonscan.Check): nesting
+// deeper than maxDepth, which costs a decoder stack and time out of proportion to the body, and an object
+// with a repeated key, which parsers resolve differently (RFC 8259 §4), so that the id the bridge
 // de-duplicates on could differ from the one a consumer reads. It does not check syntax: json.Unmarshal
-// does, and so it only has to find strings, brackets and the keys among the strings.
+// does.
 func checkJSON(b []byte, maxDepth int) error {
-	// Each open container and, for an object, where its keys start in keys: every key of the open
-	// objects, so that one object's are compared when it closes (sorted, when it has many, so that a
-	// hostile object of a million keys costs a slice, not a map).
-	type open struct {
-		isObject bool
-		keys     int
-	}
-	var stack []open
-	var keys [][]byte
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '{', '[':
-			if len(stack) == maxDepth {
-				return fmt.Errorf("%w: JSON nested deeper than %d levels", ErrMalformed, maxDepth)
-			}
-			stack = append(stack, open{isObject: b[i] == '{', keys: len(keys)})
-		case '}', ']':
-			if n := len(stack); n > 0 {
-				if key := repeatedKey(keys[stack[n-1].keys:]); key != nil {
-					return fmt.Errorf("%w: JSON object has the key %q twice", ErrMalformed, key)
-				}
-				keys = keys[:stack[n-1].keys]
-				stack = stack[:n-1]
-			}
-		case '"':
-			end := stringEnd(b, i+1)
-			if end == len(b) {
-				return nil
-			}
-			if n := len(stack); n > 0 && stack[n-1].isObject && nextByte(b, end+1) == ':' {
-				key := b[i+1 : end]
-				if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
-					// Compare keys as a decoder sees them: escapes resolved, invalid UTF-8 replaced.
-					var s string
-					if json.Unmarshal(b[i:end+1], &s) != nil {
-						return nil
-					}
-					key = []byte(s)
-				}
-				if mine := keys[stack[n-1].keys:]; len(mine) < 16 {
-					// Few keys: compared at once.
-					for _, k := range mine {
-						if bytes.Equal(k, key) {
-							return fmt.Errorf("%w: JSON object has the key %q twice", ErrMalformed, key)
-						}
-					}
-				}
-				keys = append(keys, key)
-			}
-			i = end
-		}
-	}
-	return nil
-}
-
-// repeatedKey returns a key that one object's keys hold twice, or nil. Up to 16 keys were compared as
-// they came; more are sorted.
-func repeatedKey(keys [][]byte) []byte {
-	if len(keys) <= 16 {
-		return nil
-	}
-	slices.SortFunc(keys, bytes.Compare)
-	for j := 1; j < len(keys); j++ {
-		if bytes.Equal(keys[j-1], keys[j]) {
-			return keys[j]
-		}
+	err := jsonscan.Check(b, maxDepth)
+	var rk *jsonscan.RepeatedKeyError
+	switch {
+	case errors.As(err, &rk):
+		return fmt.Errorf("%w: JSON object has the key %q twice", ErrMalformed, rk.Key)
+	case errors.Is(err, jsonscan.ErrTooDeep):
+		return fmt.Errorf("%w: JSON nested deeper than %d levels", ErrMalformed, maxDepth)
 	}
 	return nil
 }
@@ -101,18 +43,6 @@ func stringEnd(b []byte, i int) int {
 		i++
 	}
 	return len(b)
-}
-
-// nextByte returns the first byte after i that is not JSON whitespace, or 0.
-func nextByte(b []byte, i int) byte {
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case ' ', '\t', '\r', '\n':
-		default:
-			return b[i]
-		}
-	}
-	return 0
 }
 
 // splitArray returns the elements of a body that is one JSON array, as slices of it, without decoding

@@ -13,6 +13,7 @@ import (
 
 	"github.com/natsbridge/acr-nats-bridge/bridge"
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
+	"github.com/natsbridge/acr-nats-bridge/namespace"
 )
 
 // cePush is a CloudEvents ImagePushed event, as a namespace topic hands it out.
@@ -23,26 +24,9 @@ func cePush(id, repo string) json.RawMessage {
 		"request":{"host":"myregistry.azurecr.io"}}}`, id, acrTopic, repo, id, repo))
 }
 
-// pull hands events to the path as the namespace puller does: each decoded on its own (one that does not
-// decode is refused by the outcome rule), then every decoded one in one delivery, each with its own outcome.
+// pull hands events to the path as the namespace puller does.
 func (e *testEnv) pull(ctx context.Context, raws []json.RawMessage) ([]bridge.Result, bridge.Report) {
-	results := make([]bridge.Result, len(raws))
-	d := &bridge.Delivery{Span: "receive namespace events", Each: true}
-	var owner []int
-	for i, raw := range raws {
-		ev, err := (cloudevents.Decoder{}).DecodeEvent(raw)
-		if err != nil {
-			results[i] = bridge.Result{Outcome: bridge.OutcomeOf(err), Err: err}
-			continue
-		}
-		d.Events = append(d.Events, ev)
-		owner = append(owner, i)
-	}
-	rep := e.path.Deliver(ctx, d)
-	for k, i := range owner {
-		results[i] = rep.Results[k]
-	}
-	return results, rep
+	return namespace.DeliverEach(ctx, e.path, cloudevents.Decoder{}, raws)
 }
 
 func outcomes(results []bridge.Result) []string {

@@ -307,7 +307,7 @@ func (p *Puller) receive(ctx context.Context) ([]json.RawMessage, []string, erro
 // after their PubAck; the rest are released or rejected. It returns how many were released.
 func (p *Puller) settle(ctx context.Context, events []json.RawMessage, tokens []string) int {
 	start := time.Now()
-	results, rep := p.deliverEach(ctx, events)
+	results, rep := DeliverEach(ctx, p.deliver, p.dec, events)
 	var ack, release, reject []string
 	for i, r := range results {
 		switch r.Outcome {
@@ -334,26 +334,26 @@ func (p *Puller) settle(ctx context.Context, events []json.RawMessage, tokens []
 	return len(release)
 }
 
-// deliverEach decodes each received event on its own, as the namespace hands it out (one CloudEvent in
-// structured JSON), and hands those that decode to the delivery path in one delivery in which each gets
-// its own outcome. An event that does not decode gets the outcome of its error. It returns a result per
-// event received, in order.
-func (p *Puller) deliverEach(ctx context.Context, events []json.RawMessage) ([]bridge.Result, bridge.Report) {
+// DeliverEach decodes each received event on its own with dec, as the namespace hands it out (one
+// CloudEvent in structured JSON), and hands those that decode to the delivery path d in one delivery in
+// which each gets its own outcome. An event that does not decode gets the outcome of its error. It
+// returns a result per event received, in order, and the delivery's report.
+func DeliverEach(ctx context.Context, d Deliverer, dec cloudevents.Decoder, events []json.RawMessage) ([]bridge.Result, bridge.Report) {
 	results := make([]bridge.Result, len(events))
-	d := &bridge.Delivery{Span: "receive namespace events", Each: true, Events: make([]cloudevents.Event, 0, len(events))}
-	owner := make([]int, 0, len(events)) // owner[k] is the received event of d.Events[k]
+	delivery := &bridge.Delivery{Span: "receive namespace events", Each: true, Events: make([]cloudevents.Event, 0, len(events))}
+	owner := make([]int, 0, len(events)) // owner[k] is the received event of delivery.Events[k]
 	var decodeErr error
 	for i, raw := range events {
-		ev, err := p.dec.DecodeEvent(raw)
+		ev, err := dec.DecodeEvent(raw)
 		if err != nil {
 			results[i] = bridge.Result{Outcome: bridge.OutcomeOf(err), Err: err}
 			decodeErr = cmp.Or(decodeErr, err)
 			continue
 		}
-		d.Events = append(d.Events, ev)
+		delivery.Events = append(delivery.Events, ev)
 		owner = append(owner, i)
 	}
-	rep := p.deliver.Deliver(ctx, d)
+	rep := d.Deliver(ctx, delivery)
 	for k, i := range owner {
 		results[i] = rep.Results[k]
 	}

@@ -198,7 +198,9 @@ func TestPullStoresAndAcknowledges(t *testing.T) {
 	assert.Zero(t, r.ns.Outstanding())
 	assert.Empty(t, r.ns.DeadLettered())
 	assert.NoError(t, r.puller.Ready(context.Background()))
-	assert.Contains(t, r.logs.String(), `"msg":"pulled"`)
+	// One record a pulled batch, in the format of a pushed request's: the settlements, then what the path did.
+	assert.Regexp(t, `"msg":"pulled","received":\d+,"acknowledged":\d+,"released":0,"rejected":0,"duration_ms":[\d.]+,`+
+		`"event_ids":"[^"]+","messages":\d+,"subject":"acr\.image\.pushed\.[^"]+","stream":"ACR_EVENTS","seq":\d+,"duplicates":0`, r.logs.String())
 	assert.Empty(t, early, "an acknowledgement before its event was stored")
 	assert.Equal(t, 250, ackedSoFar)
 }

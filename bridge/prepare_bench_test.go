@@ -7,6 +7,8 @@ import (
 	"testing"
 )
 
+// BenchmarkPrepare measures the delivery path's own work on a delivery: deciding every event and building
+// its message, without NATS: go test ./bridge -run '^$' -bench Prepare -benchmem
 func BenchmarkPrepare(b *testing.B) {
 	for _, n := range []int{1, 50} {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {

@@ -47,6 +47,48 @@ type EventData struct {
 	Actor             *Actor             `json:"actor,omitempty"`
 	Source            *Source            `json:"source,omitempty"`
 	ConnectedRegistry *ConnectedRegistry `json:"connectedRegistry,omitempty"`
+	// Artifact says what was pushed, deleted or quarantined; pings have none.
+	Artifact *Artifact `json:"artifact,omitempty"`
+}
+
+// The artifact kinds: the {artifact} token of an event's subject and Artifact.Kind.
+const (
+	// KindImage is an image to run: a tagged image manifest or multi-platform index, and every delete
+	// and quarantine (a deleted manifest cannot be looked at).
+	KindImage = "image"
+	// KindManifest is a manifest pushed by digest, with no tag: one platform's manifest of a multi-platform
+	// push, a build attestation, a referrer; or tagged by the referrers tag schema (sha256-<digest>).
+	KindManifest = "manifest"
+	// KindSignature is a signature: a cosign sha256-<digest>.sig tag (or a Notation, cosign or sigstore
+	// referrer, when the registry is looked at).
+	KindSignature = "signature"
+	// KindAttestation is an attestation: a cosign .att tag (or an in-toto or DSSE referrer).
+	KindAttestation = "attestation"
+	// KindSBOM is a software bill of materials: a cosign .sbom tag (or an SPDX or CycloneDX referrer).
+	KindSBOM = "sbom"
+	// KindArtifact is any other OCI artifact (application/vnd.oci.artifact.manifest.v1+json, or a
+	// manifest whose artifact type is none of the above).
+	KindArtifact = "artifact"
+	// KindChart is a Helm chart: ACR's chart events, its legacy chart media type (or an OCI Helm chart,
+	// when the registry is looked at).
+	KindChart = "chart"
+)
+
+// IsArtifactKind reports whether k is one of the Kind constants.
+func IsArtifactKind(k string) bool {
+	switch k {
+	case KindImage, KindManifest, KindSignature, KindAttestation, KindSBOM, KindArtifact, KindChart:
+		return true
+	}
+	return false
+}
+
+// Artifact is what an event is about, as the bridge decided it.
+type Artifact struct {
+	// Kind is one of the Kind constants.
+	Kind string `json:"kind"`
+	// Index is set when the manifest is a multi-platform index (OCI image index or Docker manifest list).
+	Index bool `json:"index,omitempty"`
 }
 
 // Target is the artifact the event is about. Size and Length are pointers because 0 is a size.

@@ -140,7 +140,7 @@ func DecodeToken(tok string) (string, error) {
 
 // SubjectParts are the parts of an ACR event subject, decoded.
 type SubjectParts struct {
-	Artifact   string // image, chart; empty for ping and dead letter
+	Artifact   string // one of the Kind constants; empty for ping and dead letter
 	Verb       string // pushed, deleted, quarantined; "ping" or "deadletter" for those
 	Registry   string
 	Repository string
@@ -160,6 +160,12 @@ func (s Subjects) ParseSubject(subject string) (SubjectParts, error) {
 		reg, err := DecodeToken(toks[1])
 		return SubjectParts{Verb: "ping", Registry: reg}, err
 	case len(toks) == 4:
+		if !IsArtifactKind(toks[0]) {
+			return SubjectParts{}, fmt.Errorf("subject %q: %q is not an artifact kind", subject, toks[0])
+		}
+		if toks[1] != "pushed" && toks[1] != "deleted" && toks[1] != "quarantined" {
+			return SubjectParts{}, fmt.Errorf("subject %q: %q is not pushed, deleted or quarantined", subject, toks[1])
+		}
 		reg, err := DecodeToken(toks[2])
 		if err != nil {
 			return SubjectParts{}, err

@@ -69,6 +69,8 @@ func TestParseSubject(t *testing.T) {
 		{"acr.chart.deleted._._", acrevent.SubjectParts{Artifact: "chart", Verb: "deleted"}},
 		{"acr.ping.reg", acrevent.SubjectParts{Verb: "ping", Registry: "reg"}},
 		{"acr.deadletter", acrevent.SubjectParts{Verb: "deadletter"}},
+		{"acr.signature.pushed.myregistry.team.web", acrevent.SubjectParts{Artifact: "signature", Verb: "pushed", Registry: "myregistry", Repository: "team/web"}},
+		{"acr.manifest.pushed.r.a", acrevent.SubjectParts{Artifact: "manifest", Verb: "pushed", Registry: "r", Repository: "a"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.subject, func(t *testing.T) {
@@ -77,7 +79,8 @@ func TestParseSubject(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 		})
 	}
-	for _, bad := range []string{"other.image.pushed.r.x", "acr.image.pushed", "acr.image.pushed.r.a*b", "acr"} {
+	for _, bad := range []string{"other.image.pushed.r.x", "acr.image.pushed", "acr.image.pushed.r.a*b", "acr",
+		"acr.widget.pushed.r.a", "acr.image.tagged.r.a"} {
 		_, err := s.ParseSubject(bad)
 		assert.Error(t, err, bad)
 	}

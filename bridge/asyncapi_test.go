@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -208,4 +210,45 @@ func TestAsyncAPINamesEveryEnvelopeField(t *testing.T) {
 		}
 	}
 	check("", reflect.TypeFor[acrevent.Envelope](), schemas["envelope"].(map[string]any))
+}
+
+// Every golden message's subject is the address of one of the document's channels, and an ACR event's
+// {artifact} token is its data.artifact.kind: a subscriber reading the document subscribes to the
+// subjects the bridge publishes.
+func TestGoldenSubjectsAreAsyncAPIChannels(t *testing.T) {
+	doc := asyncAPI(t).(map[string]any)
+	var addresses []*regexp.Regexp
+	for _, ch := range doc["channels"].(map[string]any) {
+		addr := ch.(map[string]any)["address"].(string)
+		pattern := regexp.QuoteMeta(addr)
+		pattern = strings.ReplaceAll(pattern, `\{registry\}`, `[A-Za-z0-9_%-]+`)
+		pattern = strings.ReplaceAll(pattern, `\{repository\}`, `[A-Za-z0-9_%-]+(\.[A-Za-z0-9_%-]+)*`)
+		pattern = strings.ReplaceAll(pattern, `\{type\}`, `[A-Za-z0-9_%-]+(\.[A-Za-z0-9_%-]+)*`)
+		addresses = append(addresses, regexp.MustCompile("^"+pattern+"$"))
+	}
+	files, err := filepath.Glob(filepath.Join("testdata", "golden", "*.json"))
+	require.NoError(t, err)
+	kinds := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		var msgs []published
+		require.NoError(t, json.Unmarshal(b, &msgs))
+		for _, m := range msgs {
+			assert.True(t, slices.ContainsFunc(addresses, func(re *regexp.Regexp) bool { return re.MatchString(m.Subject) }),
+				"%s: %s is no channel of docs/asyncapi.yaml", filepath.Base(f), m.Subject)
+			env, err := acrevent.DecodeEnvelope(nil, m.Body)
+			require.NoError(t, err)
+			parts, err := acrevent.Subjects{Prefix: "acr"}.ParseSubject(m.Subject)
+			require.NoError(t, err)
+			if env.Type == acrevent.TypePing {
+				assert.Nil(t, env.Data.Artifact, "a ping has no artifact")
+				continue
+			}
+			require.NotNil(t, env.Data.Artifact, m.Subject)
+			assert.Equal(t, env.Data.Artifact.Kind, parts.Artifact, m.Subject)
+			kinds[parts.Artifact] = true
+		}
+	}
+	assert.Len(t, kinds, 7, "a golden for every kind: %v", kinds)
 }

@@ -121,14 +121,17 @@ func TestBadInputMatrix(t *testing.T) {
 		{name: "size of 1e400", body: egData("n1", `{"target":{"repository":"a","size":1e400}}`), status: 200, resp: ok(1, 1), want: []storedMsg{dead("n1", "data.target.size")}},
 		{name: "size past int64", body: egData("n2", `{"target":{"repository":"a","size":9223372036854775808}}`), status: 200, resp: ok(1, 1), want: []storedMsg{dead("n2", "data.target.size")}},
 		{name: "size a fraction", body: egData("n3", `{"target":{"repository":"a","size":1.5}}`), status: 200, resp: ok(1, 1), want: []storedMsg{dead("n3", "data.target.size")}},
-		{name: "largest int64 size", body: egData("n4", `{"target":{"repository":"a","size":9223372036854775807}}`), status: 200, resp: ok(1, 0), want: []storedMsg{{"acr.image.pushed.reg.a", "n4", ""}}},
+		// data.artifact is the bridge's to say: whatever a sender puts there is neither read nor refused.
+		{name: "an artifact of the wrong type in the data", body: egData("a1", `{"target":{"repository":"a","tag":"v1"},"artifact":5}`), status: 200, resp: ok(1, 0), want: []storedMsg{{"acr.image.pushed.reg.a", "a1", ""}}},
+		{name: "an artifact kind in the data", body: egData("a2", `{"target":{"repository":"a","tag":"v1"},"artifact":{"kind":"signature"}}`), status: 200, resp: ok(1, 0), want: []storedMsg{{"acr.image.pushed.reg.a", "a2", ""}}},
+		{name: "largest int64 size", body: egData("n4", `{"target":{"repository":"a","size":9223372036854775807}}`), status: 200, resp: ok(1, 0), want: []storedMsg{{"acr.manifest.pushed.reg.a", "n4", ""}}},
 		{name: "huge number passed through verbatim", body: `{"id":"n5","topic":"/t","eventType":"Custom.Thing","data":{"n":1e999999}}`, status: 200, resp: ok(1, 0), want: []storedMsg{{"eventgrid.Custom.Thing", "n5", ""}}},
 
 		// Duplicate keys and nesting.
 		{name: "duplicate id", body: `{"id":"k1","id":"k2","eventType":"Microsoft.ContainerRegistry.ImagePushed","data":{` + target + `}}`, status: 400, resp: `the key "id" twice`},
 		{name: "duplicate key, escaped", body: `{"id":"k3","\u0069d":"k4","eventType":"Microsoft.ContainerRegistry.ImagePushed","data":{` + target + `}}`, status: 400, resp: `the key "id" twice`},
 		{name: "duplicate key in data", body: egData("k5", `{"target":{"repository":"a","repository":"b"}}`), status: 400, resp: `the key "repository" twice`},
-		{name: "same key in sibling objects is fine", body: egData("k6", `{"target":{"repository":"a"},"request":{"id":"1"},"actor":{"name":"x"}}`), status: 200, resp: ok(1, 0), want: []storedMsg{{"acr.image.pushed.reg.a", "k6", ""}}},
+		{name: "same key in sibling objects is fine", body: egData("k6", `{"target":{"repository":"a"},"request":{"id":"1"},"actor":{"name":"x"}}`), status: 200, resp: ok(1, 0), want: []storedMsg{{"acr.manifest.pushed.reg.a", "k6", ""}}},
 		{name: "webhook with a duplicate key", path: "/webhooks/acr/reg", body: `{"id":"w2","action":"push","action":"delete",` + target + `}`, status: 400, resp: `the key "action" twice`},
 		{name: "deep nesting", body: egData("z1", `{`+target+`,"x":`+deep(100)+`}`), status: 400, resp: "nested deeper than 64 levels"},
 		{name: "nesting at the limit", body: egData("z2", `{`+target+`,"actor":{"name":"n"},"x":`+deep(5)+`}`), status: 200, resp: ok(1, 0), want: []storedMsg{{"acr.image.pushed.reg.a", "z2", ""}}},

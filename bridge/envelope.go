@@ -106,6 +106,9 @@ func (n Normalizer) Normalize(ev cloudevents.Event, pathRegistry string, now tim
 	}
 	tidy(&data)
 	data.Origin = string(ev.Schema)
+	if kind == KindACR {
+		data.Artifact = artifactOf(typ, data.Target)
+	}
 
 	topicRegistry, connected := registryFromSource(ev.Source)
 	if data.ConnectedRegistry == nil && connected != "" {
@@ -181,17 +184,28 @@ func decodeData(raw json.RawMessage, parsed jsonscan.Value, data *acrevent.Event
 	if readData(parsed, data) {
 		return nil
 	}
-	*data = acrevent.EventData{}
-	if err := json.Unmarshal(raw, data); err != nil {
+	var in inboundData
+	err := json.Unmarshal(raw, &in)
+	*data = in.EventData
+	if err != nil {
 		var typ *json.UnmarshalTypeError
 		if errors.As(err, &typ) && typ.Field != "" {
-			return fmt.Errorf("%w: data.%s is a JSON %s, not a %s", errNotNormalizable, typ.Field, typ.Value, typ.Type)
+			// The path of a field of the embedded EventData starts with the embedding's Go name.
+			field := strings.TrimPrefix(typ.Field, "EventData.")
+			return fmt.Errorf("%w: data.%s is a JSON %s, not a %s", errNotNormalizable, field, typ.Value, typ.Type)
 		}
 		return fmt.Errorf("%w: data: %w", errNotNormalizable, err)
 	}
-	// A registry or origin inside the received data is not Azure's; the bridge sets both.
-	data.Registry, data.Origin = "", ""
+	// A registry, origin or artifact inside the received data is not Azure's; the bridge sets them.
+	data.Registry, data.Origin, data.Artifact = "", "", nil
 	return nil
+}
+
+// inboundData is the ACR event data as received: EventData but for artifact, which is the bridge's to say,
+// so whatever a sender puts there is neither read nor a reason to refuse the event.
+type inboundData struct {
+	acrevent.EventData
+	Artifact json.RawMessage `json:"artifact"`
 }
 
 // tidy drops objects that carry no field, so that "actor": {} and a null object read the same.

@@ -275,6 +275,16 @@ func appendData(b []byte, d *acrevent.EventData) []byte {
 		o.str("name", c.Name)
 		m.b = o.end()
 	}
+	if a := d.Artifact; a != nil {
+		o := m.object("artifact")
+		o.key("kind") // no omitempty: written when empty, as encoding/json does
+		o.b = appendString(o.b, a.Kind)
+		if a.Index {
+			o.key("index")
+			o.b = append(o.b, "true"...)
+		}
+		m.b = o.end()
+	}
 	return append(m.b, '}')
 }
 
@@ -339,6 +349,9 @@ func sizeHint(env *acrevent.Envelope) int {
 	}
 	if c := d.ConnectedRegistry; c != nil {
 		n += len(c.Name)
+	}
+	if a := d.Artifact; a != nil {
+		n += 40 + len(a.Kind)
 	}
 	return n
 }

@@ -262,8 +262,8 @@ func TestWebhookRegistry(t *testing.T) {
 	tests := []struct {
 		name, path, body, defaultRegistry, subject string
 	}{
-		{"from path", "/webhooks/acr/Prod", `{"id":"1","action":"push","target":{"repository":"a"},"request":{"host":"other.azurecr.io"}}`, "", "acr.image.pushed.prod.a"},
-		{"from request.host", "/webhooks/acr", `{"id":"1","action":"push","target":{"repository":"a"},"request":{"host":"MyReg.azurecr.io:443"}}`, "", "acr.image.pushed.myreg.a"},
+		{"from path", "/webhooks/acr/Prod", `{"id":"1","action":"push","target":{"repository":"a"},"request":{"host":"other.azurecr.io"}}`, "", "acr.manifest.pushed.prod.a"},
+		{"from request.host", "/webhooks/acr", `{"id":"1","action":"push","target":{"repository":"a"},"request":{"host":"MyReg.azurecr.io:443"}}`, "", "acr.manifest.pushed.myreg.a"},
 		{"default", "/webhooks/acr", `{"id":"1","action":"chart_push","target":{"repository":"a"}}`, "Fallback", "acr.chart.pushed.fallback.a"},
 		{"none", "/webhooks/acr", `{"id":"1","action":"chart_delete","target":{"repository":"a"}}`, "", "acr.chart.deleted._.a"},
 	}
@@ -330,7 +330,7 @@ func TestNormalisationOddities(t *testing.T) {
 			`{"id":"1","topic":"` + acrTopic + `/connectedRegistries/Edge2","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00Z",
 			  "data":{"target":{"repository":"a"}}}`,
 			func(t *testing.T, subject string, env acrevent.Envelope) {
-				assert.Equal(t, "acr.image.pushed.myregistry.a", subject)
+				assert.Equal(t, "acr.manifest.pushed.myregistry.a", subject)
 				require.NotNil(t, env.Data.ConnectedRegistry)
 				assert.Equal(t, "Edge2", env.Data.ConnectedRegistry.Name)
 			},
@@ -352,7 +352,7 @@ func TestNormalisationOddities(t *testing.T) {
 			`{"id":"1","topic":"/ȺȺȺȺ/REGISTRIES/Reg1/ConnectedRegistries/ȺȺ","eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T12:00:00Z",
 			  "data":{"target":{"repository":"a"}}}`,
 			func(t *testing.T, subject string, env acrevent.Envelope) {
-				assert.Equal(t, "acr.image.pushed.reg1.a", subject)
+				assert.Equal(t, "acr.manifest.pushed.reg1.a", subject)
 				require.NotNil(t, env.Data.ConnectedRegistry)
 				assert.Equal(t, "ȺȺ", env.Data.ConnectedRegistry.Name)
 			},

@@ -23,16 +23,17 @@ type Subjects struct {
 	Passthrough string
 }
 
-// verbs are the {artifact}.{verb} tokens of each envelope type but the ping.
+// verbs are the {verb} tokens of each envelope type but the ping.
 var verbs = map[string]string{
-	acrevent.TypeImagePushed:      "image.pushed",
-	acrevent.TypeImageDeleted:     "image.deleted",
-	acrevent.TypeImageQuarantined: "image.quarantined",
-	acrevent.TypeChartPushed:      "chart.pushed",
-	acrevent.TypeChartDeleted:     "chart.deleted",
+	acrevent.TypeImagePushed:      "pushed",
+	acrevent.TypeImageDeleted:     "deleted",
+	acrevent.TypeImageQuarantined: "quarantined",
+	acrevent.TypeChartPushed:      "pushed",
+	acrevent.TypeChartDeleted:     "deleted",
 }
 
-// For returns the subject of an envelope.
+// For returns the subject of an envelope: {prefix}.{artifact}.{verb}.{registry}.{repository tokens}, the
+// artifact token being data.artifact.kind; {prefix}.ping.{registry} for a ping.
 func (s Subjects) For(env *acrevent.Envelope) (string, error) {
 	registry := env.Data.Registry
 	if registry == acrevent.EmptyToken {
@@ -43,27 +44,44 @@ func (s Subjects) For(env *acrevent.Envelope) (string, error) {
 	if env.Data.Target != nil {
 		repo = env.Data.Target.Repository
 	}
+	artifact := artifactKind(env)
 	verb, ok := verbs[env.Type]
 	switch {
 	case env.Type == acrevent.TypePing:
-		verb, repo = "ping", ""
+		artifact, verb, repo = "ping", "", ""
 	case !ok:
 		return "", fmt.Errorf("no subject for event type %q", env.Type)
 	}
-	// One allocation: room for every byte escaped, three dots, and "_" for a registry and a repository
+	// One allocation: room for every byte escaped, four dots, and "_" for a registry and a repository
 	// that are missing.
 	var b strings.Builder
-	b.Grow(len(s.Prefix) + len(verb) + 3*len(registry) + 3*len(repo) + 5)
+	b.Grow(len(s.Prefix) + 3*len(artifact) + len(verb) + 3*len(registry) + 3*len(repo) + 6)
 	b.WriteString(s.Prefix)
 	b.WriteByte('.')
-	b.WriteString(verb)
+	acrevent.WriteToken(&b, artifact)
 	b.WriteByte('.')
+	if env.Type != acrevent.TypePing {
+		b.WriteString(verb)
+		b.WriteByte('.')
+	}
 	acrevent.WriteToken(&b, registry)
 	if env.Type != acrevent.TypePing {
 		b.WriteByte('.')
 		acrevent.WriteRepository(&b, repo)
 	}
 	return checkLen(b.String())
+}
+
+// artifactKind is the {artifact} token of an envelope: its data.artifact.kind, else what its type says
+// (a chart for chart events, an image for the rest).
+func artifactKind(env *acrevent.Envelope) string {
+	switch {
+	case env.Data.Artifact != nil:
+		return env.Data.Artifact.Kind
+	case env.Type == acrevent.TypeChartPushed, env.Type == acrevent.TypeChartDeleted:
+		return acrevent.KindChart
+	}
+	return acrevent.KindImage
 }
 
 // Template is the subject of env with its registry and repository tokens written {registry} and
@@ -73,7 +91,7 @@ func (s Subjects) Template(env *acrevent.Envelope) string {
 	if env.Type == acrevent.TypePing {
 		return s.Prefix + ".ping.{registry}"
 	}
-	return s.Prefix + "." + verbs[env.Type] + ".{registry}.{repository}"
+	return s.Prefix + "." + acrevent.EncodeToken(artifactKind(env)) + "." + verbs[env.Type] + ".{registry}.{repository}"
 }
 
 // DeadLetter returns the dead-letter subject.

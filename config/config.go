@@ -38,7 +38,7 @@ type Config struct {
 	Passthrough       bool          `envconfig:"PASSTHROUGH" default:"true" desc:"publish non-ACR events unchanged under BRIDGE_PASSTHROUGH_PREFIX; false answers them 400"`
 	CEMode            string        `envconfig:"CE_MODE" default:"structured" desc:"CloudEvents content mode of published messages: structured or binary"`
 
-	SubjectPrefix     string `envconfig:"SUBJECT_PREFIX" default:"acr" desc:"first subject token(s) of ACR events: {prefix}.image.pushed.{registry}.{repository}"`
+	SubjectPrefix     string `envconfig:"SUBJECT_PREFIX" default:"acr" desc:"first subject token(s) of ACR events: {prefix}.{artifact}.{verb}.{registry}.{repository}"`
 	PassthroughPrefix string `envconfig:"PASSTHROUGH_PREFIX" default:"eventgrid" desc:"first subject token(s) of passed-through events: {prefix}.{type tokens}"`
 
 	NATSURL      string `envconfig:"NATS_URL" desc:"NATS server URL(s), comma-separated; empty starts an embedded NATS server"`

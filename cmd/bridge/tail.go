@@ -133,7 +133,8 @@ func tailDurable(ctx context.Context, nc *nats.Conn, stream, name, subject strin
 	return nil
 }
 
-// summary is one line per event: time, type, registry, repository:tag, digest.
+// summary is one line per event: time, type (with the artifact kind when it is not the type's own),
+// registry, repository:tag, digest.
 func summary(h nats.Header, subject string, data []byte) string {
 	env, err := acrevent.DecodeEnvelope(h, data)
 	if err != nil {
@@ -154,7 +155,15 @@ func summary(h nats.Header, subject string, data []byte) string {
 			digest = t.Digest
 		}
 	}
-	return fmt.Sprintf("%s  %s  %s  %s  %s", env.Time, strings.TrimPrefix(env.Type, "Microsoft.ContainerRegistry."), env.Data.Registry, ref, digest)
+	what := strings.TrimPrefix(env.Type, "Microsoft.ContainerRegistry.")
+	own := acrevent.KindImage
+	if env.Type == acrevent.TypeChartPushed || env.Type == acrevent.TypeChartDeleted {
+		own = acrevent.KindChart
+	}
+	if a := env.Data.Artifact; a != nil && a.Kind != own {
+		what += " [" + a.Kind + "]" // not what the type says: a platform's manifest, a signature, an OCI chart
+	}
+	return fmt.Sprintf("%s  %s  %s  %s  %s", env.Time, what, env.Data.Registry, ref, digest)
 }
 
 // environment is what run reads of the environment: os.LookupEnv, or a map in tests.

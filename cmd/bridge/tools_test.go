@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -93,4 +95,20 @@ func TestSendAndTail(t *testing.T) {
 	stop()
 	assert.Equal(t, 1, strings.Count(again.String(), "\n"), "only the event stored since: %s", again.String())
 	assert.Contains(t, again.String(), `"tag":"v2"`)
+}
+
+// A tail line says what was pushed when the type alone does not: a platform's manifest, a signature, a chart
+// pushed as an image.
+func TestSummaryNamesTheKind(t *testing.T) {
+	t.Parallel()
+	line := func(typ, kind, tag string) string {
+		body := fmt.Sprintf(`{"specversion":"1.0","id":"1","source":"s","type":"Microsoft.ContainerRegistry.%s","time":"2026-12-01T10:00:00Z",
+			"datacontenttype":"application/json","data":{"registry":"r","origin":"eventgrid","target":{"repository":"web","tag":%q,"digest":"sha256:1"},
+			"artifact":{"kind":%q}}}`, typ, tag, kind)
+		return summary(nats.Header{}, "acr.x", []byte(body))
+	}
+	assert.Equal(t, "2026-12-01T10:00:00Z  ImagePushed  r  web:v1  sha256:1", line("ImagePushed", "image", "v1"))
+	assert.Equal(t, "2026-12-01T10:00:00Z  ImagePushed [signature]  r  web:sha256-1.sig  sha256:1", line("ImagePushed", "signature", "sha256-1.sig"))
+	assert.Equal(t, "2026-12-01T10:00:00Z  ImagePushed [chart]  r  web:1.0  sha256:1", line("ImagePushed", "chart", "1.0"))
+	assert.Equal(t, "2026-12-01T10:00:00Z  ChartPushed  r  web:1.0  sha256:1", line("ChartPushed", "chart", "1.0"))
 }

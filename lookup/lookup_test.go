@@ -1,0 +1,106 @@
+package lookup
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
+)
+
+func TestHostsAllows(t *testing.T) {
+	h, err := ParseHosts(append(DefaultHosts, "registry.internal:5443", "Mirror.Example.com"))
+	require.NoError(t, err)
+	for hostport, want := range map[string]bool{
+		"myregistry.azurecr.io":             true,
+		"MyRegistry.AzureCR.io":             true,
+		"myregistry.azurecr.io:443":         true,
+		"myregistry.azurecr.cn":             true,
+		"myregistry.azurecr.us":             true,
+		"myregistry.azurecr.io:8443":        false, // a pattern without a port matches no port or 443
+		"azurecr.io":                        false, // *. is one label, not none
+		".azurecr.io":                       false,
+		"a.b.azurecr.io":                    false, // nor two
+		"myregistry.azurecr.io.evil.com":    false,
+		"evil.com/.azurecr.io":              false,
+		"user@myregistry.azurecr.io":        false,
+		"myregistry.azurecr.io:":            false,
+		"myregistry.azurecr.io.":            false,
+		"127.0.0.1":                         false,
+		"[::1]:443":                         false,
+		"registry.internal:5443":            true,
+		"registry.internal":                 false, // a pattern with a port matches that port only
+		"registry.internal:443":             false,
+		"mirror.example.com":                true,
+		"mirror.example.com:443":            true,
+		"x.mirror.example.com":              false,
+		"":                                  false,
+		"myregistry.azurecr.io:443:443":     false,
+		"my_registry.azurecr.io":            false,
+		"-myregistry.azurecr.io":            false,
+		"myregistry.azurecr.io/v2/evil/x#1": false,
+	} {
+		assert.Equal(t, want, h.Allows(hostport), hostport)
+	}
+	var none Hosts
+	assert.False(t, none.Allows("myregistry.azurecr.io"), "no pattern allows nothing")
+}
+
+func TestParseHostsRefuses(t *testing.T) {
+	for _, bad := range []string{"", "*", "*.", "**.azurecr.io", "a.*.io", "host:0", "host:65536", "host:http", "host:08", "http://x.io", "x.io/path"} {
+		_, err := ParseHosts([]string{bad})
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestKind(t *testing.T) {
+	desc := func(mt string) *Descriptor { return &Descriptor{MediaType: mt, Digest: "sha256:1"} }
+	tests := []struct {
+		name      string
+		eventKind string
+		m         Manifest
+		kind      string
+	}{
+		{"image", acrevent.KindImage, Manifest{Config: desc("application/vnd.oci.image.config.v1+json")}, acrevent.KindImage},
+		{"untagged image", acrevent.KindManifest, Manifest{Config: desc("application/vnd.oci.image.config.v1+json")}, acrevent.KindManifest},
+		{"Docker image", acrevent.KindImage, Manifest{Config: desc("application/vnd.docker.container.image.v1+json")}, acrevent.KindImage},
+		{"index", acrevent.KindImage, Manifest{MediaType: "application/vnd.oci.image.index.v1+json", Manifests: []Descriptor{}}, acrevent.KindImage},
+		{"OCI Helm chart", acrevent.KindImage, Manifest{Config: desc("application/vnd.cncf.helm.config.v1+json")}, acrevent.KindChart},
+		{"Notation signature", acrevent.KindManifest, Manifest{ArtifactType: "application/vnd.cncf.notary.signature", Subject: desc("x")}, acrevent.KindSignature},
+		{"cosign signature as a referrer", acrevent.KindManifest, Manifest{ArtifactType: "application/vnd.dev.cosign.artifact.sig.v1+json", Subject: desc("x")}, acrevent.KindSignature},
+		{"sigstore bundle", acrevent.KindManifest, Manifest{ArtifactType: "application/vnd.dev.sigstore.bundle.v0.3+json", Subject: desc("x")}, acrevent.KindSignature},
+		{"simple-signing layer", acrevent.KindManifest, Manifest{Config: desc("application/vnd.oci.empty.v1+json"), Subject: desc("x"),
+			Layers: []Descriptor{{MediaType: "application/vnd.dev.cosign.simplesigning.v1+json"}}}, acrevent.KindSignature},
+		{"in-toto", acrevent.KindManifest, Manifest{ArtifactType: "application/vnd.in-toto+json", Subject: desc("x")}, acrevent.KindAttestation},
+		{"DSSE", acrevent.KindManifest, Manifest{ArtifactType: "application/vnd.dsse.envelope.v1+json", Subject: desc("x")}, acrevent.KindAttestation},
+		{"SPDX", acrevent.KindManifest, Manifest{ArtifactType: "application/spdx+json", Subject: desc("x")}, acrevent.KindSBOM},
+		{"CycloneDX", acrevent.KindManifest, Manifest{ArtifactType: "application/vnd.cyclonedx+json", Subject: desc("x")}, acrevent.KindSBOM},
+		{"another referrer", acrevent.KindManifest, Manifest{ArtifactType: "application/vnd.example.report", Subject: desc("x")}, acrevent.KindArtifact},
+		{"artifactType wins over the config", acrevent.KindManifest, Manifest{ArtifactType: "application/spdx+json",
+			Config: desc("application/vnd.oci.image.config.v1+json"), Subject: desc("x")}, acrevent.KindSBOM},
+		{"media types compare in lower case, parameters ignored", acrevent.KindImage, Manifest{Config: desc("Application/VND.CNCF.Helm.Config.v1+JSON; x=y")}, acrevent.KindChart},
+		{"another type", acrevent.KindImage, Manifest{Config: desc("application/vnd.example.config+json")}, acrevent.KindArtifact},
+		{"no type", acrevent.KindImage, Manifest{}, acrevent.KindImage},
+		{"a cosign .sig tag keeps its rule", acrevent.KindSignature, Manifest{Config: desc("application/vnd.oci.image.config.v1+json"),
+			Layers: []Descriptor{{MediaType: "application/vnd.dev.cosign.simplesigning.v1+json"}}}, acrevent.KindSignature},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			kind, _ := Kind(tc.eventKind, &tc.m)
+			assert.Equal(t, tc.kind, kind)
+		})
+	}
+	_, eff := Kind(acrevent.KindImage, &Manifest{ArtifactType: "application/spdx+json", Config: desc("application/vnd.oci.empty.v1+json")})
+	assert.Equal(t, "application/spdx+json", eff)
+	_, eff = Kind(acrevent.KindImage, &Manifest{Config: desc("application/vnd.oci.image.config.v1+json")})
+	assert.Equal(t, "application/vnd.oci.image.config.v1+json", eff)
+}
+
+func TestIsIndex(t *testing.T) {
+	assert.True(t, (&Manifest{MediaType: "application/vnd.oci.image.index.v1+json"}).IsIndex())
+	assert.True(t, (&Manifest{MediaType: "application/vnd.docker.distribution.manifest.list.v2+json"}).IsIndex())
+	assert.True(t, (&Manifest{Manifests: []Descriptor{}}).IsIndex(), "an OCI index may omit its media type")
+	assert.False(t, (&Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json"}).IsIndex())
+	assert.False(t, (&Manifest{}).IsIndex())
+}

@@ -1,6 +1,7 @@
 package lookup
 
 import (
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -103,4 +104,21 @@ func TestIsIndex(t *testing.T) {
 	assert.True(t, (&Manifest{Manifests: []Descriptor{}}).IsIndex(), "an OCI index may omit its media type")
 	assert.False(t, (&Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json"}).IsIndex())
 	assert.False(t, (&Manifest{}).IsIndex())
+}
+
+// FuzzHostsAllows: whatever an event names as its registry's host, the default patterns allow it only when
+// it is one DNS label, ".azurecr." and a cloud's suffix, with no port or 443: never an address, a path,
+// user info, or another domain.
+func FuzzHostsAllows(f *testing.F) {
+	for _, s := range []string{"myregistry.azurecr.io", "a.b.azurecr.io", "evil.com/.azurecr.io", "x.azurecr.io:443", "[::1]:443", "x.azurecr.io.evil.com"} {
+		f.Add(s)
+	}
+	h, err := ParseHosts(DefaultHosts)
+	require.NoError(f, err)
+	suffix := regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.(?i:azurecr)\.(?i:io|cn|us)(:443)?$`)
+	f.Fuzz(func(t *testing.T, hostport string) {
+		if h.Allows(hostport) && !suffix.MatchString(hostport) {
+			t.Fatalf("%q allowed", hostport)
+		}
+	})
 }

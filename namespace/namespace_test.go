@@ -217,6 +217,31 @@ func TestPullRedeliveryStoredOnce(t *testing.T) {
 	assert.Contains(t, r.logs.String(), `"duplicates":1`)
 }
 
+// Pulled events get their artifact kind as pushed ones do: the platform manifest of a multi-platform push
+// (untagged) and a cosign signature tag are not images to deploy; the tagged index is.
+func TestPullArtifactKinds(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	digest := strings.Repeat("ab", 32)
+	push := func(id, tag, mediaType string) []byte {
+		return fmt.Appendf(nil, `{"specversion":"1.0","id":%q,"source":%q,"type":"Microsoft.ContainerRegistry.ImagePushed",`+
+			`"time":"2026-12-01T10:00:00Z","data":{"action":"push","target":{"repository":"web","tag":%q,"mediaType":%q,"digest":"sha256:%s"}}}`,
+			id, acrTopic, tag, mediaType, digest)
+	}
+	r.ns.Publish(push("platform", "", "application/vnd.oci.image.manifest.v1+json"),
+		push("index", "v1", "application/vnd.oci.image.index.v1+json"),
+		push("sig", "sha256-"+digest+".sig", "application/vnd.oci.image.manifest.v1+json"))
+	require.Eventually(t, func() bool { return len(r.ns.Acknowledged()) == 3 }, 10*time.Second, 20*time.Millisecond)
+	subjects := map[string]string{}
+	for _, m := range natstest.Stored(t, r.js, "ACR_EVENTS") {
+		subjects[m.Header.Get("Nats-Msg-Id")] = m.Subject
+	}
+	assert.Equal(t, map[string]string{
+		"platform": "acr.manifest.pushed.myregistry.web",
+		"index":    "acr.image.pushed.myregistry.web",
+		"sig":      "acr.signature.pushed.myregistry.web",
+	}, subjects)
+}
+
 // NATS stopped mid-pull: nothing is acknowledged while it is down, every event is released (never
 // rejected), and once NATS is back each is stored once and acknowledged.
 func TestPullNATSDown(t *testing.T) {

@@ -108,6 +108,7 @@ const (
 	Refused
 )
 
+// String names the outcome: stored, retry or refused.
 func (o Outcome) String() string {
 	switch o {
 	case Stored:

@@ -34,6 +34,7 @@ type RepeatedKeyError struct {
 	Key string
 }
 
+// Error says which key is repeated.
 func (e *RepeatedKeyError) Error() string {
 	return fmt.Sprintf("JSON object has the key %q twice", e.Key)
 }

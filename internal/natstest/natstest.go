@@ -90,6 +90,7 @@ type LogBuffer struct {
 	b  bytes.Buffer
 }
 
+// Write appends p; it is safe to call while others read.
 func (l *LogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

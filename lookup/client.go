@@ -1,0 +1,162 @@
+package lookup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"sync"
+	"time"
+
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
+)
+
+// ErrHostNotAllowed is a lookup refused before any request: the event names a registry host that
+// BRIDGE_REGISTRY_HOSTS does not list.
+var ErrHostNotAllowed = errors.New("registry host not allowed")
+
+// ErrNotFound is a manifest the registry does not have (any 404, its repository's included): gone
+// already, so no retry can find it.
+var ErrNotFound = errors.New("manifest not found")
+
+// maxManifestBytes bounds the manifest read: OCI's own limit for a manifest a registry must accept.
+const maxManifestBytes = 4 << 20
+
+// Options say which registries a Client may ask and how.
+type Options struct {
+	// Hosts are the registry hosts lookups may go to; any other is refused with ErrHostNotAllowed.
+	Hosts Hosts
+	// Credential answers a registry's challenge; nil is anonymous.
+	Credential auth.CredentialFunc
+	// HTTPClient makes the requests, over HTTPS only; nil is http.DefaultClient, which trusts the system
+	// roots (SSL_CERT_FILE for a private CA).
+	HTTPClient *http.Client
+	// Timeout bounds one lookup, waiting for a slot included.
+	Timeout time.Duration
+	// Concurrency is how many lookups may be under way at once.
+	Concurrency int
+	// CacheSize is how many manifests are kept, by digest.
+	CacheSize int
+}
+
+// Client fetches pushed manifests by digest. A manifest never changes, so what it fetched is kept by
+// digest: a redelivery, or the same push through another channel, costs no request.
+type Client struct {
+	opts  Options
+	auth  *auth.Client
+	slots chan struct{}
+
+	mu    sync.Mutex
+	cache map[string]*Manifest
+	order []string // the cached digests, oldest first
+}
+
+// NewClient returns a client with opts.
+func NewClient(opts Options) *Client {
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{
+		opts:  opts,
+		auth:  &auth.Client{Client: hc, Credential: opts.Credential, Cache: auth.NewCache()},
+		slots: make(chan struct{}, max(opts.Concurrency, 1)),
+		cache: map[string]*Manifest{},
+	}
+}
+
+var (
+	// digestRE is an OCI digest of the algorithms registries use.
+	digestRE = regexp.MustCompile(`^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$`)
+	// repositoryRE is the OCI distribution spec's repository name grammar.
+	repositoryRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
+)
+
+// Lookup fetches the manifest digest of repository from the registry at host (an event's request.host),
+// by GET /v2/{repository}/manifests/{digest} over HTTPS with an Accept header naming the OCI and Docker
+// manifest and index media types. A host outside Options.Hosts is refused before the cache is asked.
+func (c *Client) Lookup(ctx context.Context, host, repository, digest string) (*Manifest, error) {
+	if !c.opts.Hosts.Allows(host) {
+		return nil, fmt.Errorf("%w: %q", ErrHostNotAllowed, host)
+	}
+	if !digestRE.MatchString(digest) || !repositoryRE.MatchString(repository) {
+		return nil, fmt.Errorf("%w: %q@%q is no manifest reference", ErrNotFound, repository, digest)
+	}
+	if m := c.cached(digest); m != nil {
+		return m, nil
+	}
+	if c.opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+		defer cancel()
+	}
+	select {
+	case c.slots <- struct{}{}:
+		defer func() { <-c.slots }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a lookup slot: %w", ctx.Err())
+	}
+	m, err := c.fetch(ctx, host, repository, digest)
+	if err != nil {
+		return nil, err
+	}
+	c.keep(digest, m)
+	return m, nil
+}
+
+func (c *Client) fetch(ctx context.Context, host, repository, digest string) (*Manifest, error) {
+	repo, err := remote.NewRepository(host + "/" + repository)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	repo.Client = c.auth
+	desc, rc, err := repo.FetchReference(ctx, digest)
+	switch {
+	case errors.Is(err, errdef.ErrNotFound):
+		return nil, fmt.Errorf("%w: %s/%s@%s: %w", ErrNotFound, host, repository, digest, err)
+	case err != nil:
+		return nil, fmt.Errorf("fetch %s/%s@%s: %w", host, repository, digest, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxManifestBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s@%s: %w", host, repository, digest, err)
+	}
+	if len(b) > maxManifestBytes {
+		return nil, fmt.Errorf("%s/%s@%s: manifest over %d bytes", host, repository, digest, maxManifestBytes)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s/%s@%s: not a manifest: %w", host, repository, digest, err)
+	}
+	if m.MediaType == "" {
+		m.MediaType = desc.MediaType // the registry's Content-Type, for a manifest that does not say
+	}
+	return &m, nil
+}
+
+func (c *Client) cached(digest string) *Manifest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cache[digest]
+}
+
+// keep caches m, dropping the oldest entry past CacheSize.
+func (c *Client) keep(digest string, m *Manifest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.cache[digest]; ok || c.opts.CacheSize <= 0 {
+		return
+	}
+	if len(c.order) >= c.opts.CacheSize {
+		delete(c.cache, c.order[0])
+		c.order = c.order[1:]
+	}
+	c.cache[digest] = m
+	c.order = append(c.order, digest)
+}

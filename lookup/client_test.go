@@ -33,6 +33,8 @@ type testRegistry struct {
 	inFlight, most atomic.Int64
 	delay          atomic.Int64 // nanoseconds each request waits first
 	user, password string       // when set, every request must carry them
+	// intercept, when set, sees each request first and reports whether it answered it.
+	intercept atomic.Pointer[func(http.ResponseWriter, *http.Request) bool]
 }
 
 func newTestRegistry(t *testing.T, user, password string) *testRegistry {
@@ -46,6 +48,9 @@ func newTestRegistry(t *testing.T, user, password string) *testRegistry {
 		for m := r.most.Load(); n > m && !r.most.CompareAndSwap(m, n); m = r.most.Load() {
 		}
 		time.Sleep(time.Duration(r.delay.Load()))
+		if f := r.intercept.Load(); f != nil && (*f)(w, req) {
+			return
+		}
 		if r.user != "" {
 			if u, p, ok := req.BasicAuth(); !ok || u != r.user || p != r.password {
 				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)

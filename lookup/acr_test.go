@@ -2,19 +2,14 @@ package lookup
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -78,19 +73,7 @@ func TestLookupWithACRTokenExchange(t *testing.T) {
 
 	tn := entratest.New(t)
 	a := tn.Authority(t, "0b7c5f0e-1111-4c2b-9f4e-5a6b7c8d9e0f", "the-secret")
-	pem, err := os.ReadFile(a.CertFile)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(pem))
-	credential := func(secret string) azcore.TokenCredential {
-		c, err := azidentity.NewClientSecretCredential(entratest.TenantID, a.ClientID, secret, &azidentity.ClientSecretCredentialOptions{
-			DisableInstanceDiscovery: true,
-			ClientOptions: azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: a.URL + "/"},
-				Transport: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}},
-		})
-		require.NoError(t, err)
-		return c
-	}
+	credential := func(secret string) azcore.TokenCredential { return a.Credential(t, secret) }
 	exchanges := acrStandIn(t, r, tn)
 	hc := &http.Client{Transport: r.transport}
 

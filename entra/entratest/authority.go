@@ -1,6 +1,9 @@
 package entratest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
@@ -11,6 +14,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -104,6 +111,31 @@ func (a *Authority) token(t testing.TB, w http.ResponseWriter, r *http.Request) 
 	})
 	a.Issued.Add(1)
 	writeJSON(w, http.StatusOK, map[string]any{"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": tok})
+}
+
+// Credential is azidentity's client secret credential for the authority's client with secret (its own
+// ClientSecret, or a wrong one), trusting the authority's certificate, as a service of a private cloud
+// would be configured.
+func (a *Authority) Credential(t testing.TB, secret string) *azidentity.ClientSecretCredential {
+	t.Helper()
+	pem, err := os.ReadFile(a.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("the authority's certificate does not load")
+	}
+	c, err := azidentity.NewClientSecretCredential(TenantID, a.ClientID, secret, &azidentity.ClientSecretCredentialOptions{
+		// A private cloud's authority: instance discovery would ask the public cloud about it.
+		DisableInstanceDiscovery: true,
+		ClientOptions: azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: a.URL + "/"},
+			Transport: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -2,16 +2,10 @@ package entratest_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"log/slog"
-	"net/http"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/stretchr/testify/assert"
@@ -26,20 +20,7 @@ import (
 func TestAuthorityWithAzidentity(t *testing.T) {
 	tn := entratest.New(t)
 	a := tn.Authority(t, "0b7c5f0e-1111-4c2b-9f4e-5a6b7c8d9e0f", "the-secret")
-	pem, err := os.ReadFile(a.CertFile)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(pem))
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	credential := func(secret string) *azidentity.ClientSecretCredential {
-		c, err := azidentity.NewClientSecretCredential(entratest.TenantID, a.ClientID, secret, &azidentity.ClientSecretCredentialOptions{
-			// A private cloud's authority: instance discovery would ask the public cloud about it.
-			DisableInstanceDiscovery: true,
-			ClientOptions:            azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: a.URL + "/"}, Transport: hc},
-		})
-		require.NoError(t, err)
-		return c
-	}
+	credential := func(secret string) *azidentity.ClientSecretCredential { return a.Credential(t, secret) }
 	scope := policy.TokenRequestOptions{Scopes: []string{"https://eventgrid.azure.net/.default"}}
 
 	tok, err := credential(a.ClientSecret).GetToken(context.Background(), scope)

@@ -89,7 +89,7 @@ func TestLookupWithACRTokenExchange(t *testing.T) {
 	// A secret Entra refuses: the lookup fails as a fault that may pass, and names no secret.
 	third := r.pushImageWhileIntercepted(t, "team/web", "v3")
 	bad := r.client(t, Options{Timeout: 10 * time.Second, Concurrency: 1, CacheSize: 10, Credential: ACRCredential(credential("not-the-secret"), hc)})
-	_, err = bad.Lookup(context.Background(), r.host, "team/web", third.String())
+	_, err := bad.Lookup(context.Background(), r.host, "team/web", third.String())
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrNotFound)
 	assert.NotContains(t, err.Error(), "not-the-secret")

@@ -89,6 +89,47 @@ type Artifact struct {
 	Kind string `json:"kind"`
 	// Index is set when the manifest is a multi-platform index (OCI image index or Docker manifest list).
 	Index bool `json:"index,omitempty"`
+
+	// The fields below are set only when the bridge looked the manifest up in its registry
+	// (BRIDGE_REGISTRY_LOOKUP); Lookup says how that went.
+
+	// ArtifactType is the manifest's effective type: its artifactType, else its config's media type.
+	ArtifactType string `json:"artifactType,omitempty"`
+	// Subject is the manifest a referrer (a signature, an attestation, an SBOM) is about.
+	Subject *ArtifactSubject `json:"subject,omitempty"`
+	// Platforms are an index's manifests, one per platform.
+	Platforms []Platform `json:"platforms,omitempty"`
+	// Annotations are the manifest's own annotations, such as org.opencontainers.image.source and
+	// org.opencontainers.image.revision.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Lookup is LookupOK, LookupNotFound or LookupFailed; empty when no lookup was made (lookups off, a
+	// delete, a chart event, a quarantine).
+	Lookup string `json:"lookup,omitempty"`
+}
+
+// What became of a registry lookup: Artifact.Lookup.
+const (
+	// LookupOK: the manifest was read, and the fields above are what it says.
+	LookupOK = "ok"
+	// LookupNotFound: the registry no longer has the manifest (deleted since, or its repository).
+	LookupNotFound = "not_found"
+	// LookupFailed: the registry could not be asked or did not answer (a host the bridge may not ask, a
+	// timeout, refused credentials); the kind is the event's own.
+	LookupFailed = "failed"
+)
+
+// ArtifactSubject is the manifest a referrer points at.
+type ArtifactSubject struct {
+	Digest    string `json:"digest"`
+	MediaType string `json:"mediaType,omitempty"`
+}
+
+// Platform is one manifest of an index: the platform it runs on, and its digest.
+type Platform struct {
+	OS           string `json:"os,omitempty"`
+	Architecture string `json:"architecture,omitempty"`
+	Variant      string `json:"variant,omitempty"`
+	Digest       string `json:"digest,omitempty"`
 }
 
 // Target is the artifact the event is about. Size and Length are pointers because 0 is a size.

@@ -41,6 +41,13 @@ type PathOptions struct {
 	// Tracer, when it records (tracing.Enabled), gets a SERVER span per delivery and a PRODUCER span per
 	// message; nil traces nothing.
 	Tracer trace.Tracer
+	// Registry, when set, looks every pushed manifest up to refine its kind (BRIDGE_REGISTRY_LOOKUP);
+	// nil makes no lookups.
+	Registry Registry
+	// LookupRequired holds back an event whose lookup failed in a way that may pass (a timeout, a 429, a
+	// 5xx, refused credentials): 503, or released, so that it comes again. Without it the event is
+	// published with the kind of its own rule and lookup "failed".
+	LookupRequired bool
 }
 
 // Path carries decoded events to JetStream: the one place where events are normalised, given a subject,
@@ -169,7 +176,7 @@ func (r *Report) addID(id string) {
 // letter, handshake or refused), its message built, every message published, and every ack awaited.
 func (p *Path) Deliver(ctx context.Context, d *Delivery) Report {
 	rep := Report{Results: make([]Result, len(d.Events))}
-	out, err := p.prepare(d, &rep)
+	out, err := p.prepare(ctx, d, &rep)
 	if err != nil {
 		rep.Err = err
 		return rep
@@ -267,17 +274,32 @@ const loggedDeadLetters = 5
 
 // prepare decides every event of a delivery and builds its message. It publishes nothing, so that a
 // delivery refused here has stored nothing; the error is that refusal (all-or-nothing deliveries only).
-func (p *Path) prepare(d *Delivery, rep *Report) (*outbox, error) {
+func (p *Path) prepare(ctx context.Context, d *Delivery, rep *Report) (*outbox, error) {
 	now := time.Now()
 	size := len(d.Events) + len(d.Invalid)
 	out := &outbox{msgs: make([]*nats.Msg, 0, size), kinds: make([]Kind, 0, size), events: make([]int, 0, size), traced: p.tracing}
 	if p.tracing {
 		out.templates, out.traces = make([]string, 0, size), make([]cloudevents.Trace, 0, size)
 	}
+	// With registry lookups on, every event is normalised first, so that the lookups of a batch run at
+	// once; otherwise each is normalised as it is decided.
+	var looked []looked
+	if p.opts.Registry != nil {
+		looked = p.lookUp(ctx, d, now)
+	}
 	for i := range d.Events {
 		ev := &d.Events[i]
-		ev.Trace = ev.Trace.Or(d.Trace)
-		dc := p.decide(ev, d.Registry, now)
+		var dc decision
+		if looked != nil {
+			dc = p.decide(ev, &looked[i].Normalized, now)
+			if looked[i].held {
+				dc = decision{kind: KindRefused, id: dc.id, err: looked[i].lookupErr}
+			}
+		} else {
+			ev.Trace = ev.Trace.Or(d.Trace)
+			n := p.norm.Normalize(*ev, d.Registry, now)
+			dc = p.decide(ev, &n, now)
+		}
 		if dc.kind != KindValidation && dc.kind != KindSubscriptionDeleted {
 			rep.addID(dc.id)
 		}
@@ -332,10 +354,9 @@ type decision struct {
 	validation *cloudevents.Validation
 }
 
-// decide normalises one event, counts it, and decides what it becomes: its message and kind, or why it
-// is refused. Handshake events become no message.
-func (p *Path) decide(ev *cloudevents.Event, registry string, now time.Time) decision {
-	n := p.norm.Normalize(*ev, registry, now)
+// decide counts one normalised event and decides what it becomes: its message and kind, or why it is
+// refused. Handshake events become no message.
+func (p *Path) decide(ev *cloudevents.Event, n *Normalized, now time.Time) decision {
 	switch n.Kind {
 	case KindValidation:
 		p.metrics.countReceived(*ev, ev.Type)

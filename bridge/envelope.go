@@ -32,7 +32,7 @@ const (
 	KindDeadLetter                      // an ACR event that cannot be normalised, published as received
 	KindValidation                      // Event Grid's subscription validation: answered, not published
 	KindSubscriptionDeleted             // Event Grid's notice of a deleted subscription: logged, not published
-	KindRefused                         // an event that can never be stored (passthrough off): 400, rejected
+	KindRefused                         // an event not stored: never storable (passthrough off: 400, rejected), or not now (a required registry lookup failed: 503, released)
 )
 
 // publishedKinds are the kinds that become messages, by their label in bridge_events_published_total.

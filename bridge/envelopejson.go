@@ -3,6 +3,8 @@ package bridge
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
+	"slices"
 	"strconv"
 
 	"github.com/natsbridge/acr-nats-bridge/acrevent"
@@ -276,16 +278,64 @@ func appendData(b []byte, d *acrevent.EventData) []byte {
 		m.b = o.end()
 	}
 	if a := d.Artifact; a != nil {
-		o := m.object("artifact")
-		o.key("kind") // no omitempty: written when empty, as encoding/json does
-		o.b = appendString(o.b, a.Kind)
-		if a.Index {
-			o.key("index")
-			o.b = append(o.b, "true"...)
-		}
-		m.b = o.end()
+		m.key("artifact")
+		m.b = appendArtifact(m.b, a)
 	}
 	return append(m.b, '}')
+}
+
+// appendArtifact appends the JSON of data.artifact, as appendEnvelope does; annotations in key order, as
+// encoding/json writes a map.
+func appendArtifact(b []byte, a *acrevent.Artifact) []byte {
+	o := members{b: b, sep: '{'}
+	o.key("kind") // no omitempty: written when empty, as encoding/json does
+	o.b = appendString(o.b, a.Kind)
+	if a.Index {
+		o.key("index")
+		o.b = append(o.b, "true"...)
+	}
+	o.str("artifactType", a.ArtifactType)
+	if s := a.Subject; s != nil {
+		o.key("subject")
+		o.b = append(o.b, `{"digest":`...)
+		o.b = appendString(o.b, s.Digest)
+		sub := members{b: o.b, sep: ','}
+		sub.str("mediaType", s.MediaType)
+		o.b = append(sub.b, '}')
+	}
+	if len(a.Platforms) > 0 {
+		o.key("platforms")
+		for i, p := range a.Platforms {
+			if i == 0 {
+				o.b = append(o.b, '[')
+			} else {
+				o.b = append(o.b, ',')
+			}
+			po := members{b: o.b, sep: '{'}
+			po.str("os", p.OS)
+			po.str("architecture", p.Architecture)
+			po.str("variant", p.Variant)
+			po.str("digest", p.Digest)
+			o.b = po.end()
+		}
+		o.b = append(o.b, ']')
+	}
+	if len(a.Annotations) > 0 {
+		o.key("annotations")
+		for i, k := range slices.Sorted(maps.Keys(a.Annotations)) {
+			if i == 0 {
+				o.b = append(o.b, '{')
+			} else {
+				o.b = append(o.b, ',')
+			}
+			o.b = appendString(o.b, k)
+			o.b = append(o.b, ':')
+			o.b = appendString(o.b, a.Annotations[k])
+		}
+		o.b = append(o.b, '}')
+	}
+	o.str("lookup", a.Lookup)
+	return o.end()
 }
 
 // members appends the members of an object whose fields are omitted when empty (omitempty); sep is
@@ -352,6 +402,9 @@ func sizeHint(env *acrevent.Envelope) int {
 	}
 	if a := d.Artifact; a != nil {
 		n += 40 + len(a.Kind)
+		if a.Lookup != "" {
+			n += artifactSizeHint(a)
+		}
 	}
 	return n
 }
@@ -372,4 +425,19 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// artifactSizeHint is room for what a registry lookup added to data.artifact.
+func artifactSizeHint(a *acrevent.Artifact) int {
+	n := 80 + len(a.ArtifactType) + len(a.Lookup)
+	if s := a.Subject; s != nil {
+		n += 40 + len(s.Digest) + len(s.MediaType)
+	}
+	for _, p := range a.Platforms {
+		n += 60 + len(p.OS) + len(p.Architecture) + len(p.Variant) + len(p.Digest)
+	}
+	for k, v := range a.Annotations {
+		n += 6 + len(k) + len(v)
+	}
+	return n
 }

@@ -144,10 +144,28 @@ func FuzzAppendEnvelope(f *testing.F) {
 			d.Source = &acrevent.Source{Addr: pick(7, id), InstanceID: pick(8, text)}
 			d.ConnectedRegistry = &acrevent.ConnectedRegistry{Name: pick(9, repo)}
 		}
+		if on(3) {
+			d.Artifact = fuzzArtifact(pick, id, repo, tag, text)
+		}
 		env := acrevent.Envelope{SpecVersion: "1.0", ID: id, Source: text, Type: tag, Subject: pick(4, repo), Time: tag, DataContentType: "application/json", Data: d}
 		require.Equal(t, string(reference(t, env)), string(appendEnvelope(nil, &env)))
 		require.Equal(t, string(reference(t, d)), string(appendData(nil, &d)))
 	})
+}
+
+// fuzzArtifact is a data.artifact with the fields pick lets through, the looked-up ones included.
+func fuzzArtifact(pick func(int, string) string, id, repo, tag, text string) *acrevent.Artifact {
+	a := &acrevent.Artifact{Kind: pick(0, tag), Index: pick(1, "x") != "", ArtifactType: pick(2, text), Lookup: pick(5, id)}
+	if pick(6, "x") != "" {
+		a.Subject = &acrevent.ArtifactSubject{Digest: pick(7, id), MediaType: pick(8, text)}
+	}
+	if pick(9, "x") != "" {
+		a.Platforms = []acrevent.Platform{{OS: pick(10, repo), Architecture: pick(11, tag), Variant: pick(12, text), Digest: pick(13, id)}, {}}
+	}
+	if pick(14, "x") != "" {
+		a.Annotations = map[string]string{repo: tag, text: id, "org.opencontainers.image.source": repo}
+	}
+	return a
 }
 
 // TestSizeHintCoversTheSamples: the envelope of every sample is written into the room sizeHint gives,
@@ -163,4 +181,22 @@ func TestSizeHintCoversTheSamples(t *testing.T) {
 		out := appendEnvelope(make([]byte, 0, sizeHint(&env)), &env)
 		assert.LessOrEqual(t, len(out), sizeHint(&env), "%s", out)
 	}
+}
+
+// TestSizeHintCoversLookups: a looked-up artifact, an index with its platforms and annotations, fits the
+// room sizeHint gives too.
+func TestSizeHintCoversLookups(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	env := acrevent.Envelope{SpecVersion: "1.0", ID: "id", Type: acrevent.TypeImagePushed, Time: "2024-05-01T10:00:00Z",
+		DataContentType: "application/json", Data: acrevent.EventData{Registry: "r", Origin: "webhook",
+			Artifact: &acrevent.Artifact{Kind: "image", Index: true, ArtifactType: "application/vnd.example+json", Lookup: acrevent.LookupOK,
+				Subject: &acrevent.ArtifactSubject{Digest: digest, MediaType: "application/vnd.oci.image.manifest.v1+json"},
+				Annotations: map[string]string{"org.opencontainers.image.source": "https://github.com/example/web",
+					"org.opencontainers.image.revision": "0123456789abcdef0123456789abcdef01234567"}}}}
+	for range 8 {
+		env.Data.Artifact.Platforms = append(env.Data.Artifact.Platforms, acrevent.Platform{OS: "linux", Architecture: "arm64", Variant: "v8", Digest: digest})
+	}
+	out := appendEnvelope(make([]byte, 0, sizeHint(&env)), &env)
+	assert.LessOrEqual(t, len(out), sizeHint(&env), "%s", out)
+	assert.Equal(t, string(reference(t, env)), string(out))
 }

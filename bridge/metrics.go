@@ -110,7 +110,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bridge_requests_rejected_total",
-			Help: "Deliveries refused, by reason: malformed, unauthorized, too_large, overloaded, unavailable, keys_unavailable, internal.",
+			Help: "Deliveries refused, by reason: malformed, unauthorized, too_large, overloaded, unavailable (NATS), lookup_unavailable (a required registry lookup), keys_unavailable, internal.",
 		}, []string{"reason"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bridge_http_requests_total",
@@ -145,7 +145,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	// Every reason exists from the start, so alerts and dashboards see 0 rather than no series.
 	for _, reason := range []string{"malformed", "unauthorized", "keys_unavailable", "too_large",
-		"overloaded", "unavailable", "internal"} {
+		"overloaded", "unavailable", "lookup_unavailable", "internal"} {
 		m.rejected.WithLabelValues(reason)
 	}
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -196,6 +196,8 @@ func reasonOf(err error) string {
 		return "too_large"
 	case errors.Is(err, errOverloaded):
 		return "overloaded"
+	case errors.Is(err, errLookupHeld):
+		return "lookup_unavailable"
 	case errors.Is(err, ErrUnavailable):
 		return "unavailable"
 	}

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"fmt"
 	"net/http/httptest"
 	"strings"
@@ -25,7 +26,7 @@ func BenchmarkPrepare(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := p.prepare(&Delivery{Events: d.Events, Invalid: d.Invalid}, &Report{Results: make([]Result, len(d.Events))}); err != nil {
+				if _, err := p.prepare(context.Background(), &Delivery{Events: d.Events, Invalid: d.Invalid}, &Report{Results: make([]Result, len(d.Events))}); err != nil {
 					b.Fatal(err)
 				}
 			}

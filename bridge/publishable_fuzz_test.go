@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -84,7 +85,7 @@ func FuzzPublishableBinary(f *testing.F) {
 
 func checkBatch(t *testing.T, p *Path, d *Delivery) {
 	t.Helper()
-	b, err := p.prepare(d, &Report{Results: make([]Result, len(d.Events))})
+	b, err := p.prepare(context.Background(), d, &Report{Results: make([]Result, len(d.Events))})
 	if err != nil {
 		if errors.Is(err, cloudevents.ErrMalformed) {
 			return // a validation event without a code: the whole request is 400

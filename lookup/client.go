@@ -8,8 +8,11 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
@@ -42,6 +45,8 @@ type Options struct {
 	Concurrency int
 	// CacheSize is how many manifests are kept, by digest.
 	CacheSize int
+	// Metrics counts the lookups; nil counts nothing.
+	Metrics *Metrics
 }
 
 // Client fetches pushed manifests by digest. A manifest never changes, so what it fetched is kept by
@@ -50,6 +55,10 @@ type Client struct {
 	opts  Options
 	auth  *auth.Client
 	slots chan struct{}
+
+	// flight makes one request for the lookups of a manifest that arrive while it is being fetched (the
+	// same push through two channels, a batch that names it twice).
+	flight singleflight.Group
 
 	mu    sync.Mutex
 	cache map[string]*Manifest
@@ -80,7 +89,15 @@ var (
 // Lookup fetches the manifest digest of repository from the registry at host (an event's request.host),
 // by GET /v2/{repository}/manifests/{digest} over HTTPS with an Accept header naming the OCI and Docker
 // manifest and index media types. A host outside Options.Hosts is refused before the cache is asked.
+//
+// The manifest returned is shared with the cache and other callers: read it, never change it.
 func (c *Client) Lookup(ctx context.Context, host, repository, digest string) (*Manifest, error) {
+	m, err := c.lookup(ctx, host, repository, digest)
+	c.opts.Metrics.count(err)
+	return m, err
+}
+
+func (c *Client) lookup(ctx context.Context, host, repository, digest string) (*Manifest, error) {
 	if !c.opts.Hosts.Allows(host) {
 		return nil, fmt.Errorf("%w: %q", ErrHostNotAllowed, host)
 	}
@@ -88,7 +105,33 @@ func (c *Client) Lookup(ctx context.Context, host, repository, digest string) (*
 		return nil, fmt.Errorf("%w: %q@%q is no manifest reference", ErrNotFound, repository, digest)
 	}
 	if m := c.cached(digest); m != nil {
+		if c.opts.Metrics != nil {
+			c.opts.Metrics.cacheHits.Inc()
+		}
 		return m, nil
+	}
+	key := strings.ToLower(host) + "/" + repository + "@" + digest
+	ch := c.flight.DoChan(key, func() (any, error) {
+		// Not the caller's context: the request is shared with every lookup of the same manifest, so the
+		// first caller leaving must not cancel it. The timeout bounds it.
+		return c.request(context.WithoutCancel(ctx), host, repository, digest)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Manifest), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("lookup %s/%s@%s: %w", host, repository, digest, ctx.Err())
+	}
+}
+
+// request fetches a manifest once a slot is free, within the timeout, and caches it.
+func (c *Client) request(ctx context.Context, host, repository, digest string) (*Manifest, error) {
+	start := time.Now()
+	if c.opts.Metrics != nil {
+		defer func() { c.opts.Metrics.duration.Observe(time.Since(start).Seconds()) }()
 	}
 	if c.opts.Timeout > 0 {
 		var cancel context.CancelFunc

@@ -102,3 +102,37 @@ func baseType(mt string) string {
 	mt, _, _ = strings.Cut(mt, ";")
 	return strings.ToLower(strings.TrimSpace(mt))
 }
+
+// maxAnnotationBytes bounds the annotations copied into an event: a manifest may carry up to 4 MiB of
+// them, and a message that large would be refused by NATS (and by its consumers).
+const maxAnnotationBytes = 16 << 10
+
+// Refine sets what a looked-up manifest says of an event whose own rule gave a: the refined kind, the
+// effective type, the subject of a referrer, an index's platforms and the manifest's annotations, and
+// Lookup to ok. It reports false when the annotations were over maxAnnotationBytes and left out.
+func Refine(a *acrevent.Artifact, m *Manifest) (annotationsKept bool) {
+	a.Kind, a.ArtifactType = Kind(a.Kind, m)
+	a.Index = a.Index || m.IsIndex()
+	a.Lookup = acrevent.LookupOK
+	if s := m.Subject; s != nil {
+		a.Subject = &acrevent.ArtifactSubject{Digest: s.Digest, MediaType: s.MediaType}
+	}
+	if a.Index {
+		for _, d := range m.Manifests {
+			if p := d.Platform; p != nil {
+				a.Platforms = append(a.Platforms, acrevent.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, Digest: d.Digest})
+			}
+		}
+	}
+	size := 0
+	for k, v := range m.Annotations {
+		size += len(k) + len(v)
+	}
+	if size > maxAnnotationBytes {
+		return false
+	}
+	if len(m.Annotations) > 0 {
+		a.Annotations = m.Annotations
+	}
+	return true
+}

@@ -10,12 +10,15 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/natsbridge/acr-nats-bridge/lookup"
 )
 
 // Prefix is the prefix of every variable.
@@ -72,6 +75,15 @@ type Config struct {
 	NamespaceMaxEvents    int           `envconfig:"NAMESPACE_MAX_EVENTS" default:"100" desc:"most events one receive call takes (1-100)"`
 	NamespaceMaxWait      time.Duration `envconfig:"NAMESPACE_MAX_WAIT" default:"60s" desc:"longest a receive call waits for events when there are none (10s-120s)"`
 	NamespaceReleaseDelay time.Duration `envconfig:"NAMESPACE_RELEASE_DELAY" default:"10s" desc:"delay before an event released because NATS could not store it is delivered again: 0s, 10s, 60s, 10m or 1h"`
+
+	RegistryLookup            string        `envconfig:"REGISTRY_LOOKUP" default:"off" desc:"look each pushed manifest up in its registry to tell charts, signatures, attestations, SBOMs and other artifacts from images: off, best-effort (a failed lookup publishes the event's own kind, lookup failed) or required (a failure that may pass answers 503, or releases a pulled event)"`
+	RegistryHosts             []string      `envconfig:"REGISTRY_HOSTS" default:"*.azurecr.io,*.azurecr.cn,*.azurecr.us" desc:"registry hosts lookups may go to, comma-separated host[:port] patterns (*. is one leading label; no port matches 443); an event naming any other host is not looked up, so no event can make the bridge fetch an arbitrary URL"`
+	RegistryAuth              string        `envconfig:"REGISTRY_AUTH" default:"entra" desc:"how lookups authenticate: entra (the Azure default credential chain, then ACR's token exchange; the identity needs AcrPull), basic (BRIDGE_REGISTRY_USERNAME, BRIDGE_REGISTRY_PASSWORD: an ACR token or the admin user) or anonymous"`
+	RegistryUsername          string        `envconfig:"REGISTRY_USERNAME" desc:"user name of BRIDGE_REGISTRY_AUTH=basic"`
+	RegistryPassword          string        `envconfig:"REGISTRY_PASSWORD" desc:"password of BRIDGE_REGISTRY_AUTH=basic"`
+	RegistryLookupTimeout     time.Duration `envconfig:"REGISTRY_LOOKUP_TIMEOUT" default:"2s" desc:"longest one lookup may take, waiting for a slot included"`
+	RegistryLookupConcurrency int           `envconfig:"REGISTRY_LOOKUP_CONCURRENCY" default:"16" desc:"most registry requests under way at once"`
+	RegistryLookupCacheSize   int           `envconfig:"REGISTRY_LOOKUP_CACHE_SIZE" default:"10000" desc:"manifests kept by digest (a manifest never changes), so that a redelivery costs no request"`
 
 	MaxBodyBytes     int64         `envconfig:"MAX_BODY_BYTES" default:"4194304" desc:"largest request body accepted; larger is 413"`
 	MaxEvents        int           `envconfig:"MAX_EVENTS" default:"5000" desc:"most events in one request (Event Grid sends at most 5000); more is 413"`
@@ -266,6 +278,7 @@ func (c Config) Validate() error {
 		bad("MAX_JSON_DEPTH", "must be 4 to 10000, got %d (an ACR event is 3 levels deep)", c.MaxJSONDepth)
 	}
 	c.validateAuth(bad)
+	c.validateLookups(bad)
 	c.validateNamespace(bad)
 	c.validateTLS(bad)
 	if (c.NATSUser == "") != (c.NATSPassword == "") {
@@ -279,6 +292,37 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// validateLookups checks the registry lookup settings, also when lookups are off, so that turning them on
+// meets no surprise.
+func (c Config) validateLookups(bad func(name, format string, args ...any)) {
+	if !slices.Contains([]string{"off", "best-effort", "required"}, c.RegistryLookup) {
+		bad("REGISTRY_LOOKUP", "%q is not one of off, best-effort, required", c.RegistryLookup)
+	}
+	if !slices.Contains([]string{"entra", "basic", "anonymous"}, c.RegistryAuth) {
+		bad("REGISTRY_AUTH", "%q is not one of entra, basic, anonymous", c.RegistryAuth)
+	}
+	if _, err := lookup.ParseHosts(c.RegistryHosts); err != nil {
+		bad("REGISTRY_HOSTS", "%v", err)
+	}
+	if (c.RegistryAuth == "basic") != (c.RegistryUsername != "" && c.RegistryPassword != "") {
+		bad("REGISTRY_AUTH", "basic goes with BRIDGE_REGISTRY_USERNAME and BRIDGE_REGISTRY_PASSWORD, both set, and they with basic only")
+	}
+	if c.RegistryLookupTimeout <= 0 {
+		bad("REGISTRY_LOOKUP_TIMEOUT", "must be positive, got %s", c.RegistryLookupTimeout)
+	} else if c.RegistryLookup != "off" && c.WriteTimeout > 0 && c.RegistryLookupTimeout+c.PublishTimeout >= c.WriteTimeout {
+		bad("REGISTRY_LOOKUP_TIMEOUT", "%s and BRIDGE_PUBLISH_TIMEOUT %s together must be shorter than BRIDGE_WRITE_TIMEOUT %s, or the answer could not be written", c.RegistryLookupTimeout, c.PublishTimeout, c.WriteTimeout)
+	}
+	if c.RegistryLookupConcurrency < 1 || c.RegistryLookupConcurrency > 1024 {
+		bad("REGISTRY_LOOKUP_CONCURRENCY", "must be 1 to 1024, got %d", c.RegistryLookupConcurrency)
+	}
+	if c.RegistryLookupCacheSize < 0 {
+		bad("REGISTRY_LOOKUP_CACHE_SIZE", "must not be negative, got %d", c.RegistryLookupCacheSize)
+	}
+}
+
+// LookupsEnabled reports whether pushed manifests are looked up in their registry.
+func (c Config) LookupsEnabled() bool { return c.RegistryLookup != "off" }
 
 // validateNamespace checks the pull settings: all three names or none, and limits as the namespace API has them.
 func (c Config) validateNamespace(bad func(name, format string, args ...any)) {

@@ -18,6 +18,7 @@ var sections = map[string]string{
 	"EMBEDDED_NATS_ADDR":  "The embedded NATS server (BRIDGE_NATS_URL empty)",
 	"STREAM":              "The JetStream stream",
 	"NAMESPACE_ENDPOINT":  "Pulling from an Event Grid namespace",
+	"REGISTRY_LOOKUP":     "Registry lookups (what was pushed)",
 	"MAX_BODY_BYTES":      "Limits",
 	"AUTH_TOKENS":         "Authentication",
 	"READ_HEADER_TIMEOUT": "Timeouts",

@@ -58,7 +58,7 @@ func loopback(addr string) bool {
 
 // secretsOf lists the configured secrets the logger must never print.
 func secretsOf(cfg config.Config) []string {
-	secrets := append([]string{cfg.NATSPassword, cfg.NATSToken, cfg.NamespaceKey}, cfg.AuthTokens...)
+	secrets := append([]string{cfg.NATSPassword, cfg.NATSToken, cfg.NamespaceKey, cfg.RegistryPassword}, cfg.AuthTokens...)
 	for _, raw := range strings.Split(cfg.NATSURL, ",") {
 		if u, err := url.Parse(strings.TrimSpace(raw)); err == nil && u.User != nil {
 			p, _ := u.User.Password()

@@ -119,7 +119,11 @@ func serve(ctx context.Context, cfg config.Config, getenv environment, log *slog
 		return err
 	}
 	defer stopTracing()
-	path, closePublisher, err := newPath(ctx, cfg, conn, metrics, tracer, log)
+	registry, err := newLookups(cfg, getenv, reg, log)
+	if err != nil {
+		return err
+	}
+	path, closePublisher, err := newPath(ctx, cfg, conn, metrics, tracer, registry, log)
 	if err != nil {
 		return err
 	}
@@ -163,7 +167,7 @@ func startTracing(ctx context.Context, getenv environment, log *slog.Logger) (tr
 // newPath builds the delivery path over a publisher: core NATS, or JetStream with its stream ensured (a
 // stream not there yet is logged, not fatal: deliveries get 503 until it is). closePublisher stops the
 // committers of atomic batches.
-func newPath(ctx context.Context, cfg config.Config, conn *natsConn, metrics *bridge.Metrics, tracer trace.Tracer, log *slog.Logger) (path *bridge.Path, closePublisher func(), err error) {
+func newPath(ctx context.Context, cfg config.Config, conn *natsConn, metrics *bridge.Metrics, tracer trace.Tracer, registry bridge.Registry, log *slog.Logger) (path *bridge.Path, closePublisher func(), err error) {
 	opts := bridge.PathOptions{
 		Subjects:        bridge.Subjects{Prefix: cfg.SubjectPrefix, Passthrough: cfg.PassthroughPrefix},
 		DefaultRegistry: cfg.DefaultRegistry,
@@ -171,6 +175,8 @@ func newPath(ctx context.Context, cfg config.Config, conn *natsConn, metrics *br
 		Passthrough:     cfg.Passthrough,
 		Metrics:         metrics,
 		Tracer:          tracer,
+		Registry:        registry,
+		LookupRequired:  cfg.RegistryLookup == "required",
 	}
 	if cfg.NATSMode == "core" {
 		log.Info("publishing with core NATS: no stream, no acks, no de-duplication")

@@ -203,3 +203,166 @@ func TestLookupsThroughEveryWayIn(t *testing.T) {
 		}
 	}
 }
+
+// fault makes the registry fail every request in one way until it is cleared.
+type fault struct {
+	name string
+	// set breaks r, and returns what the event's host is when the fault is in the host itself.
+	set func(r *registrytest.Registry)
+	// gone: the manifest is not there, which no retry mends.
+	gone bool
+}
+
+var faults = []fault{
+	{"down", func(r *registrytest.Registry) {
+		r.Intercept(func(w http.ResponseWriter, _ *http.Request) bool {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return true
+		})
+	}, false},
+	{"slow", func(r *registrytest.Registry) { r.Delay.Store(int64(2 * time.Second)) }, false},
+	{"401", func(r *registrytest.Registry) { r.RequireBasic("someone", "else") }, false},
+	{"429", func(r *registrytest.Registry) { answer(r, http.StatusTooManyRequests) }, false},
+	{"503", func(r *registrytest.Registry) { answer(r, http.StatusServiceUnavailable) }, false},
+	{"404", func(r *registrytest.Registry) { answer(r, http.StatusNotFound) }, true},
+}
+
+func answer(r *registrytest.Registry, code int) {
+	r.Intercept(func(w http.ResponseWriter, _ *http.Request) bool {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, http.StatusText(code), code)
+		return true
+	})
+}
+
+func heal(r *registrytest.Registry) {
+	r.Intercept(nil)
+	r.Delay.Store(0)
+	r.RequireBasic("", "")
+}
+
+// TestLookupFaults: a registry down, slow, refusing the credentials, limiting the rate or failing, each
+// with lookups best-effort (published with the event's kind, lookup failed) and required (503, or a pulled
+// event released, and stored once the registry answers: nothing lost). A manifest that is gone is
+// published as not_found in both.
+func TestLookupFaults(t *testing.T) {
+	r := registrytest.New(t)
+	r.PushReferrer(t, "team/web", r.PushImage(t, "team/web", "v1", nil), registrytest.NotarySignature, "application/jose+json", []byte(`{}`))
+	sig := r.Pushes()[1]
+	for _, required := range []bool{false, true} {
+		for _, f := range faults {
+			mode := map[bool]string{false: "best-effort", true: "required"}[required]
+			t.Run(mode+"/"+f.name, func(t *testing.T) {
+				defer heal(r)
+				e := newEnv(t, func(s *setup) {
+					s.path.Registry = lookupClient(t, r, 500*time.Millisecond)
+					s.path.LookupRequired = required
+				})
+				f.set(r)
+				start := time.Now()
+				code, hdr, _ := e.post("/webhooks/acr/myregistry", sig.Webhook("wh-1", r.Host))
+				raw, err := json.Marshal(sig.CloudEvent("pull-1", "myregistry", r.Host))
+				require.NoError(t, err)
+				results, _ := e.pull(context.Background(), []json.RawMessage{raw})
+				assert.Less(t, time.Since(start), 3*time.Second, "bounded by the lookup timeout")
+
+				if required && !f.gone {
+					assert.Equal(t, http.StatusServiceUnavailable, code)
+					assert.NotEmpty(t, hdr.Get("Retry-After"))
+					assert.Equal(t, bridge.Retry, results[0].Outcome, "released")
+					assert.Empty(t, e.stored(), "held back, not published")
+					assert.Contains(t, e.logs.String(), "held back")
+					// The registry answers again: the redeliveries are stored, as signatures.
+					heal(r)
+					code, _, _ = e.post("/webhooks/acr/myregistry", sig.Webhook("wh-1", r.Host))
+					require.Equal(t, http.StatusOK, code)
+					results, _ = e.pull(context.Background(), []json.RawMessage{raw})
+					require.Equal(t, bridge.Stored, results[0].Outcome)
+					subjects, artifacts := storedArtifacts(t, e)
+					require.Len(t, subjects, 2)
+					for i := range subjects {
+						assert.Equal(t, "acr.signature.pushed.myregistry.team.web", subjects[i])
+						assert.Equal(t, acrevent.LookupOK, artifacts[i].Lookup)
+					}
+					return
+				}
+				require.Equal(t, http.StatusOK, code)
+				require.Equal(t, bridge.Stored, results[0].Outcome)
+				subjects, artifacts := storedArtifacts(t, e)
+				require.Len(t, subjects, 2)
+				for i := range subjects {
+					assert.Equal(t, "acr.manifest.pushed.myregistry.team.web", subjects[i], "the event's own kind")
+					assert.Equal(t, map[bool]string{false: acrevent.LookupFailed, true: acrevent.LookupNotFound}[f.gone], artifacts[i].Lookup)
+					assert.Empty(t, artifacts[i].ArtifactType)
+				}
+			})
+		}
+	}
+}
+
+// TestLookupsGoOnlyToListedHosts: an event naming a host outside the list (another registry, an address,
+// a name with a path) makes no request at all, in either mode, and is published with lookup failed.
+func TestLookupsGoOnlyToListedHosts(t *testing.T) {
+	r := registrytest.New(t)
+	r.PushImage(t, "team/web", "v1", nil)
+	p := r.Pushes()[0]
+	_, port, _ := strings.Cut(r.Host, ":")
+	for _, required := range []bool{false, true} {
+		e := newEnv(t, func(s *setup) {
+			s.path.Registry = lookupClient(t, r, 5*time.Second)
+			s.path.LookupRequired = required
+		})
+		before := r.Requests.Load()
+		for i, host := range []string{"evil.example.org", "127.0.0.1:" + port, "localhost:" + port, "registry.example.com", "registry.example.com:" + port + "/x", ""} {
+			code, _, _ := e.post("/webhooks/acr/myregistry", p.Webhook(fmt.Sprintf("wh-%d", i), host))
+			require.Equal(t, http.StatusOK, code, host)
+		}
+		assert.Equal(t, before, r.Requests.Load(), "no request made")
+		_, artifacts := storedArtifacts(t, e)
+		require.Len(t, artifacts, 6)
+		for _, a := range artifacts {
+			assert.Equal(t, "image", a.Kind)
+			assert.Equal(t, acrevent.LookupFailed, a.Lookup)
+		}
+		assert.Contains(t, e.logs.String(), "not in BRIDGE_REGISTRY_HOSTS")
+	}
+}
+
+// TestLookupsCachedAndSkipped: a redelivery, or the same push through another channel, costs no request
+// and is published as the first was; deletes, chart events and quarantines are never looked up.
+func TestLookupsCachedAndSkipped(t *testing.T) {
+	r := registrytest.New(t)
+	r.PushChart(t, "charts/web", "1.0.0")
+	p := r.Pushes()[0]
+	e := newEnv(t, func(s *setup) { s.path.Registry = lookupClient(t, r, 5*time.Second) })
+	code, _, _ := e.post("/webhooks/acr/myregistry", p.Webhook("wh-1", r.Host))
+	require.Equal(t, http.StatusOK, code)
+	before := r.Requests.Load()
+	code, _, _ = e.post("/eventgrid", registrytest.Batch(p.EventGrid("eg-1", "myregistry", r.Host)), "Content-Type", "application/json")
+	require.Equal(t, http.StatusOK, code)
+	code, _, _ = e.post("/webhooks/acr/myregistry", p.Webhook("wh-1", r.Host))
+	require.Equal(t, http.StatusOK, code)
+
+	for i, action := range []string{"delete", "chart_push", "chart_delete", "quarantine"} {
+		data := p.Data(fmt.Sprintf("other-%d", i), r.Host)
+		data["action"] = action
+		body, err := json.Marshal(data)
+		require.NoError(t, err)
+		code, _, _ = e.post("/webhooks/acr/myregistry", body)
+		require.Equal(t, http.StatusOK, code, action)
+	}
+	assert.Equal(t, before, r.Requests.Load(), "the cache answered; the others were not looked up")
+
+	subjects, artifacts := storedArtifacts(t, e)
+	require.Len(t, subjects, 6, "the redelivery is a duplicate")
+	assert.Equal(t, "acr.chart.pushed.myregistry.charts.web", subjects[0])
+	assert.Equal(t, artifacts[0], artifacts[1], "through another channel, published as the first was")
+	assert.Equal(t, []string{"acr.image.deleted.myregistry.charts.web", "acr.chart.pushed.myregistry.charts.web",
+		"acr.chart.deleted.myregistry.charts.web", "acr.image.quarantined.myregistry.charts.web"}, subjects[2:])
+	for _, a := range artifacts[2:] {
+		assert.Empty(t, a.Lookup)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -67,7 +68,7 @@ func (r *Registry) PushImage(t testing.TB, repo, tag string, annotations map[str
 	if annotations != nil {
 		img = mutate.Annotations(img, annotations).(v1.Image)
 	}
-	require.NoError(t, remote.Write(r.ref(t, repo, tag), img, remote.WithTransport(r.Transport)))
+	require.NoError(t, remote.Write(r.ref(t, repo, tag), img, r.auth()...))
 	return descriptorOf(t, img)
 }
 
@@ -101,7 +102,7 @@ func (r *Registry) PushIndex(t testing.TB, repo, tag string, platforms []v1.Plat
 	if annotations != nil {
 		idx = mutate.Annotations(idx, annotations).(v1.ImageIndex)
 	}
-	require.NoError(t, remote.WriteIndex(r.ref(t, repo, tag), idx, remote.WithTransport(r.Transport)))
+	require.NoError(t, remote.WriteIndex(r.ref(t, repo, tag), idx, r.auth()...))
 	return descriptorOf(t, idx)
 }
 
@@ -115,8 +116,17 @@ func (r *Registry) PushCosignSignature(t testing.TB, repo string, subject ocispe
 			Annotations: map[string]string{"dev.cosignproject.cosign/signature": "MEUCIQDtest"}})
 	require.NoError(t, err)
 	tag := strings.Replace(subject.Digest.String(), ":", "-", 1) + ".sig"
-	require.NoError(t, remote.Write(r.ref(t, repo, tag), sig, remote.WithTransport(r.Transport)))
+	require.NoError(t, remote.Write(r.ref(t, repo, tag), sig, r.auth()...))
 	return descriptorOf(t, sig)
+}
+
+// auth is how go-containerregistry reaches the registry, with the credentials it asks for.
+func (r *Registry) auth() []remote.Option {
+	opts := []remote.Option{remote.WithTransport(r.Transport)}
+	if user, password := r.Basic(); user != "" {
+		opts = append(opts, remote.WithAuth(&authn.Basic{Username: user, Password: password}))
+	}
+	return opts
 }
 
 // oras returns an oras-go client of the repository.
@@ -124,7 +134,8 @@ func (r *Registry) oras(t testing.TB, repo string) *orasremote.Repository {
 	t.Helper()
 	rr, err := orasremote.NewRepository(r.Host + "/" + repo)
 	require.NoError(t, err)
-	rr.Client = &auth.Client{Client: r.HTTPClient()}
+	user, password := r.Basic()
+	rr.Client = &auth.Client{Client: r.HTTPClient(), Credential: auth.StaticCredential(r.Host, auth.Credential{Username: user, Password: password})}
 	return rr
 }
 

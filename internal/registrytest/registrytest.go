@@ -195,6 +195,14 @@ func (r *Registry) RequireBasic(user, password string) {
 	r.basic.Store(&[2]string{user, password})
 }
 
+// Basic returns the credentials RequireBasic set.
+func (r *Registry) Basic() (user, password string) {
+	if b := r.basic.Load(); b != nil {
+		return b[0], b[1]
+	}
+	return "", ""
+}
+
 // HTTPClient reaches the registry.
 func (r *Registry) HTTPClient() *http.Client { return &http.Client{Transport: r.Transport} }
 

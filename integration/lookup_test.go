@@ -1,20 +1,25 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/natsbridge/acr-nats-bridge/acrevent"
+	"github.com/natsbridge/acr-nats-bridge/entra"
+	"github.com/natsbridge/acr-nats-bridge/entra/entratest"
 	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 	"github.com/natsbridge/acr-nats-bridge/internal/registrytest"
 )
@@ -112,4 +117,70 @@ func TestLookupsBinary(t *testing.T) {
 	assert.Contains(t, string(metrics), fmt.Sprintf(`bridge_registry_lookups_total{result="ok"} %d`, len(want)))
 	assert.Contains(t, string(metrics), `bridge_registry_lookup_cache_hits_total 0`)
 	assert.NotContains(t, p.out.String(), "pull-secret-0123456789", "no secret reaches a log")
+}
+
+// TestLookupsBinaryEntra: the built bridge with BRIDGE_REGISTRY_AUTH=entra gets a Microsoft Entra token
+// through the Azure SDK's default credential chain (its environment credential, against a stand-in
+// tenant), exchanges it at the registry for ACR's refresh token once, and looks the pushes up with it.
+// A secret the tenant refuses fails the lookups; best-effort publishes with the event's kind.
+func TestLookupsBinaryEntra(t *testing.T) {
+	r := registrytest.New(t)
+	img := r.PushImage(t, "team/web", "v1", nil)
+	r.PushReferrer(t, "team/web", img, registrytest.NotarySignature, "application/jose+json", []byte(`{}`))
+	pushes := r.Pushes()
+	tenant := entratest.New(t)
+	authority := tenant.Authority(t, "0b7c5f0e-1111-4c2b-9f4e-5a6b7c8d9e0f", "a-client-secret-for-tests")
+	verifier, err := entra.New(context.Background(), entra.Config{TenantID: entratest.TenantID, Audiences: []string{"https://containerregistry.azure.net"},
+		KeysURL: tenant.KeysURL, Refresh: time.Hour, MinRefresh: time.Second}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	exchanges := r.RequireACRToken(func(ctx context.Context, token string) error {
+		_, err := verifier.Verify(ctx, token)
+		return err
+	})
+	// One bundle trusts the registry's CA and the tenant's, as SSL_CERT_FILE would a private CA.
+	bundle := filepath.Join(t.TempDir(), "bundle.pem")
+	var certs []byte
+	for _, f := range []string{r.CAFile, authority.CertFile} {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		certs = append(certs, b...)
+	}
+	require.NoError(t, os.WriteFile(bundle, certs, 0o600))
+
+	for _, tc := range []struct {
+		secret string
+		kind   string
+		lookup string
+	}{
+		{authority.ClientSecret, "signature", acrevent.LookupOK},
+		{"not-the-secret-of-this-app", "manifest", acrevent.LookupFailed},
+	} {
+		t.Run(tc.lookup, func(t *testing.T) {
+			natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			p, url := bridgeProcess(t, "BRIDGE_EMBEDDED_NATS_ADDR="+natsAddr, "BRIDGE_EMBEDDED_NATS_DIR="+t.TempDir(), "SSL_CERT_FILE="+bundle,
+				"BRIDGE_REGISTRY_LOOKUP=best-effort", "BRIDGE_REGISTRY_HOSTS="+r.LocalHost, "BRIDGE_REGISTRY_LOOKUP_TIMEOUT=5s",
+				"AZURE_AUTHORITY_HOST="+authority.URL, "AZURE_TENANT_ID="+entratest.TenantID,
+				"AZURE_CLIENT_ID="+authority.ClientID, "AZURE_CLIENT_SECRET="+tc.secret)
+			before := exchanges.Load()
+			for i, push := range pushes {
+				resp, err := http.Post(url+"/webhooks/acr/myregistry", "application/json", strings.NewReader(string(push.Webhook(fmt.Sprintf("wh-%d", i), r.LocalHost))))
+				require.NoError(t, err)
+				resp.Body.Close()
+				require.Equal(t, http.StatusOK, resp.StatusCode)
+			}
+			msgs := natstest.StoredAt(t, "nats://"+natsAddr, "ACR_EVENTS")
+			require.Len(t, msgs, 2)
+			env, err := acrevent.DecodeEnvelope(msgs[1].Header, msgs[1].Data)
+			require.NoError(t, err)
+			assert.Equal(t, tc.kind, env.Data.Artifact.Kind, "%s", p.out)
+			assert.Equal(t, tc.lookup, env.Data.Artifact.Lookup)
+			if tc.lookup == acrevent.LookupOK {
+				assert.Equal(t, before+1, exchanges.Load(), "one exchange for both lookups")
+			} else {
+				assert.Equal(t, before, exchanges.Load())
+				assert.Contains(t, p.out.String(), "registry lookup failed")
+				assert.NotContains(t, p.out.String(), tc.secret)
+			}
+		})
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,50 +17,17 @@ import (
 	"github.com/natsbridge/acr-nats-bridge/internal/registrytest"
 )
 
-// acrStandIn makes a test registry speak ACR's authentication: a bearer challenge on /v2/, the exchange of
-// an Entra access token (checked against the stand-in tenant's keys, for ACR's resource) for a refresh
-// token at /oauth2/exchange, and a refresh token for an access token at /oauth2/token.
+// acrStandIn makes a test registry speak ACR's authentication, taking the Entra tokens of the stand-in
+// tenant for ACR's resource.
 func acrStandIn(t *testing.T, r *registrytest.Registry, tn *entratest.Tenant) (exchanges *atomic.Int64) {
 	t.Helper()
 	v, err := entra.New(context.Background(), entra.Config{TenantID: entratest.TenantID, Audiences: []string{"https://containerregistry.azure.net"},
 		KeysURL: tn.KeysURL, Refresh: time.Hour, MinRefresh: time.Second}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	exchanges = &atomic.Int64{}
-	const refresh, access = "acr-refresh-token", "acr-access-token"
-	f := func(w http.ResponseWriter, req *http.Request) bool {
-		switch {
-		case req.Method == http.MethodPost && req.URL.Path == "/oauth2/exchange":
-			_ = req.ParseForm()
-			if req.PostForm.Get("grant_type") != "access_token" || req.PostForm.Get("service") != r.Host {
-				http.Error(w, `{"errors":[{"code":"UNSUPPORTED"}]}`, http.StatusBadRequest)
-				return true
-			}
-			if _, err := v.Verify(req.Context(), req.PostForm.Get("access_token")); err != nil {
-				http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"invalid AAD token"}]}`, http.StatusUnauthorized)
-				return true
-			}
-			exchanges.Add(1)
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write([]byte(`{"refresh_token":"` + refresh + `"}`))
-		case req.Method == http.MethodPost && req.URL.Path == "/oauth2/token":
-			_ = req.ParseForm()
-			if req.PostForm.Get("grant_type") != "refresh_token" || req.PostForm.Get("refresh_token") != refresh ||
-				!strings.HasPrefix(req.PostForm.Get("scope"), "repository:team/web:pull") {
-				http.Error(w, `{"errors":[{"code":"UNAUTHORIZED"}]}`, http.StatusUnauthorized)
-				return true
-			}
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write([]byte(`{"access_token":"` + access + `"}`))
-		case req.Header.Get("Authorization") != "Bearer "+access:
-			w.Header().Set("WWW-Authenticate", `Bearer realm="https://`+r.Host+`/oauth2/token",service="`+r.Host+`",scope="repository:team/web:pull"`)
-			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED"}]}`, http.StatusUnauthorized)
-		default:
-			return false // authorised: the registry answers
-		}
-		return true
-	}
-	r.Intercept(f)
-	return exchanges
+	return r.RequireACRToken(func(ctx context.Context, token string) error {
+		_, err := v.Verify(ctx, token)
+		return err
+	})
 }
 
 // A lookup against a registry that wants Microsoft Entra ID: azidentity gets a token from the stand-in

@@ -87,6 +87,12 @@ func cloudEventFormat(prefix string, n int) (string, string) {
 // startReceiver starts a fresh nats-server (file storage) with the stream, then the receiver on it:
 // the bridge, the reference, or cesdk (the CloudEvents SDK receiver).
 func startReceiver(t testing.TB, which string) receiverProc {
+	return startReceiverWith(t, which, nil, 1)
+}
+
+// startReceiverWith is startReceiver with env added to the bridge's environment, warmed up with a
+// delivery of warmup events.
+func startReceiverWith(t testing.TB, which string, bridgeEnv []string, warmup int) receiverProc {
 	port := freePort(t)
 	natsServer(t, port, t.TempDir())
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
@@ -111,6 +117,7 @@ func startReceiver(t testing.TB, which string) receiverProc {
 		t.Cleanup(func() { logFile.Close() })
 		// BENCH_BRIDGE_ENV measures a tuning of the bridge alone, e.g. "GOGC=off GOMEMLIMIT=48MiB" or
 		// "BRIDGE_LOG_LEVEL=warn".
+		env = append(env, bridgeEnv...)
 		p = startTo(t, logFile, append(env, strings.Fields(os.Getenv("BENCH_BRIDGE_ENV"))...), bridgeBin)
 	} else {
 		bin, format := referenceBin, eventGridFormat
@@ -120,7 +127,7 @@ func startReceiver(t testing.TB, which string) receiverProc {
 		p = start(t, []string{"LISTEN_ADDR=" + addr, "NATS_URL=" + natsURL}, bin)
 		return warmedUpWith(t, p, addr, format)
 	}
-	return warmedUp(t, p, addr, 1)
+	return warmedUp(t, p, addr, warmup)
 }
 
 // warmedUp waits until the receiver at addr stores an Event Grid delivery of batch events, and returns it.
@@ -344,4 +351,5 @@ func BenchmarkCloudEventsSDK(b *testing.B) {
 func TestBenchmarkSmoke(t *testing.T) {
 	compare(t, scenarios, 500*time.Millisecond, 1)
 	contest(t, ceScenarios, 500*time.Millisecond, 1, "cesdk", cloudEventFormat)
+	benchLookups(t, []scenario{scenarios[1]}, 300*time.Millisecond, 1, 200)
 }

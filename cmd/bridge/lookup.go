@@ -28,7 +28,11 @@ func newLookups(cfg config.Config, getenv environment, reg prometheus.Registerer
 	if err != nil {
 		return nil, fmt.Errorf("BRIDGE_REGISTRY_HOSTS: %w", err)
 	}
-	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	// As many idle connections kept per registry as lookups may run at once, so that a busy spell does
+	// not pay a TLS handshake per lookup.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = cfg.RegistryLookupConcurrency
+	hc := &http.Client{Transport: tr}
 	opts := lookup.Options{
 		Hosts:       hosts,
 		HTTPClient:  hc,

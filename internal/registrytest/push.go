@@ -3,6 +3,8 @@ package registrytest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -214,3 +216,28 @@ func (r *Registry) packWith(t testing.TB, rr *orasremote.Repository, tag, artifa
 }
 
 func digestOf(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
+
+// PushMany pushes one image to repo, then n more manifests of the same image that differ by an
+// annotation, each a manifest of its own digest (their blobs are the first image's, so no blob is
+// uploaded again), tagged tag-<i>. It returns their pushes: enough distinct manifests for lookups that the
+// cache has never seen.
+func (r *Registry) PushMany(t testing.TB, repo string, n int) []Push {
+	t.Helper()
+	img, err := random.Image(256, 1)
+	require.NoError(t, err)
+	img = mutate.MediaType(mutate.ConfigMediaType(img, ggcrtypes.OCIConfigJSON), ggcrtypes.OCIManifestSchema1)
+	require.NoError(t, remote.Write(r.ref(t, repo, "base"), img, r.auth()...))
+	r.Pushes()
+	m, err := img.Manifest()
+	require.NoError(t, err)
+	ctx := context.Background()
+	rr := r.oras(t, repo)
+	for i := range n {
+		m.Annotations = map[string]string{"n": strconv.Itoa(i)}
+		b, err := json.Marshal(m)
+		require.NoError(t, err)
+		desc := content.NewDescriptorFromBytes(string(ggcrtypes.OCIManifestSchema1), b)
+		require.NoError(t, rr.PushReference(ctx, desc, bytes.NewReader(b), "tag-"+strconv.Itoa(i)))
+	}
+	return r.Pushes()
+}

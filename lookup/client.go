@@ -97,18 +97,50 @@ func (c *Client) Lookup(ctx context.Context, host, repository, digest string) (*
 	return m, err
 }
 
+// Ref names a manifest to look up: an event's registry host, repository and digest.
+type Ref struct {
+	Host, Repository, Digest string
+}
+
+// Result is what the lookup of one Ref found: its manifest, or why not.
+type Result struct {
+	Manifest *Manifest
+	Err      error
+}
+
+// LookupAll looks refs up at once, as Lookup does each: those the cache holds (or that are refused) are
+// answered at once, the others fetched concurrently, Concurrency at a time. The results are in the order
+// of refs.
+func (c *Client) LookupAll(ctx context.Context, refs []Ref) []Result {
+	res := make([]Result, len(refs))
+	var wg sync.WaitGroup
+	first := -1 // the first to fetch, fetched here once the others are under way
+	for i, r := range refs {
+		if q, ok := c.quick(r.Host, r.Digest); ok {
+			c.opts.Metrics.count(q.Err)
+			res[i] = q
+			continue
+		}
+		if first < 0 {
+			first = i
+			continue
+		}
+		wg.Go(func() { res[i].Manifest, res[i].Err = c.Lookup(ctx, r.Host, r.Repository, r.Digest) })
+	}
+	if first >= 0 {
+		r := refs[first]
+		res[first].Manifest, res[first].Err = c.Lookup(ctx, r.Host, r.Repository, r.Digest)
+	}
+	wg.Wait()
+	return res
+}
+
 func (c *Client) lookup(ctx context.Context, host, repository, digest string) (*Manifest, error) {
-	if !c.opts.Hosts.Allows(host) {
-		return nil, fmt.Errorf("%w: %q", ErrHostNotAllowed, host)
+	if q, ok := c.quick(host, digest); ok {
+		return q.Manifest, q.Err
 	}
 	if !digestRE.MatchString(digest) || !repositoryRE.MatchString(repository) {
 		return nil, fmt.Errorf("%w: %q@%q is no manifest reference", ErrNotFound, repository, digest)
-	}
-	if m := c.cached(digest); m != nil {
-		if c.opts.Metrics != nil {
-			c.opts.Metrics.cacheHits.Inc()
-		}
-		return m, nil
 	}
 	key := strings.ToLower(host) + "/" + repository + "@" + digest
 	ch := c.flight.DoChan(key, func() (any, error) {
@@ -125,6 +157,21 @@ func (c *Client) lookup(ctx context.Context, host, repository, digest string) (*
 	case <-ctx.Done():
 		return nil, fmt.Errorf("lookup %s/%s@%s: %w", host, repository, digest, ctx.Err())
 	}
+}
+
+// quick answers a lookup that needs no request: a host not allowed, or a manifest in the cache. Only valid
+// digests are cached, so a hit needs no check of the reference; a request does.
+func (c *Client) quick(host, digest string) (Result, bool) {
+	if !c.opts.Hosts.Allows(host) {
+		return Result{Err: fmt.Errorf("%w: %q", ErrHostNotAllowed, host)}, true
+	}
+	if m := c.cached(digest); m != nil {
+		if c.opts.Metrics != nil {
+			c.opts.Metrics.cacheHits.Inc()
+		}
+		return Result{Manifest: m}, true
+	}
+	return Result{}, false
 }
 
 // request fetches a manifest once a slot is free, within the timeout, and caches it.

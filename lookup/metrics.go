@@ -8,7 +8,8 @@ import (
 
 // Metrics count what lookups do. Every label value is one of a fixed few, each present from the start.
 type Metrics struct {
-	lookups   *prometheus.CounterVec
+	// lookups are bridge_registry_lookups_total's counters by result, looked up once.
+	lookups   map[string]prometheus.Counter
 	duration  prometheus.Histogram
 	cacheHits prometheus.Counter
 }
@@ -23,11 +24,12 @@ const (
 
 // NewMetrics creates the lookup metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bridge_registry_lookups_total",
+		Help: "Registry lookups of pushed manifests, by result: ok (from the registry or the cache), not_found, not_allowed (a host outside BRIDGE_REGISTRY_HOSTS, never contacted), failed (timeout, refused credentials, 429, 5xx, unreachable).",
+	}, []string{"result"})
 	m := &Metrics{
-		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bridge_registry_lookups_total",
-			Help: "Registry lookups of pushed manifests, by result: ok (from the registry or the cache), not_found, not_allowed (a host outside BRIDGE_REGISTRY_HOSTS, never contacted), failed (timeout, refused credentials, 429, 5xx, unreachable).",
-		}, []string{"result"}),
+		lookups: map[string]prometheus.Counter{},
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "bridge_registry_lookup_duration_seconds",
 			Help:    "Time of the registry requests of lookups (not of cache hits), waiting for a slot included.",
@@ -39,9 +41,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	for _, r := range []string{resultOK, resultNotFound, resultNotAllowed, resultFailed} {
-		m.lookups.WithLabelValues(r)
+		m.lookups[r] = lookups.WithLabelValues(r)
 	}
-	reg.MustRegister(m.lookups, m.duration, m.cacheHits)
+	reg.MustRegister(lookups, m.duration, m.cacheHits)
 	return m
 }
 
@@ -59,5 +61,5 @@ func (m *Metrics) count(err error) {
 	case err != nil:
 		r = resultFailed
 	}
-	m.lookups.WithLabelValues(r).Inc()
+	m.lookups[r].Inc()
 }

@@ -2,6 +2,10 @@ package integration
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -9,6 +13,7 @@ import (
 	"time"
 
 	"github.com/natsbridge/acr-nats-bridge/internal/registrytest"
+	"github.com/stretchr/testify/require"
 )
 
 // lookupVariant is one way of running the bridge for the lookups benchmark.
@@ -70,9 +75,10 @@ func benchLookups(t testing.TB, scs []scenario, d time.Duration, runs, manifests
 	const warm = 16
 	variants := lookupVariants(r.LocalHost, r.CAFile)
 	var out strings.Builder
-	fmt.Fprintf(&out, "\n%-30s %-10s %10s %9s %9s %9s %10s %8s\n", "scenario", "lookups", "events/s", "p50", "p99", "p99.9", "CPU s/1k", "RSS MiB")
+	fmt.Fprintf(&out, "\n%-30s %-10s %10s %9s %9s %9s %10s %8s %9s\n", "scenario", "lookups", "events/s", "p50", "p99", "p99.9", "CPU s/1k", "RSS MiB", "failed")
 	for _, sc := range scs {
 		fs := map[string][]figures{}
+		failed := map[string][]float64{}
 		for run := range runs {
 			order := append([]lookupVariant(nil), variants...)
 			if run%2 == 1 {
@@ -89,21 +95,41 @@ func benchLookups(t testing.TB, scs []scenario, d time.Duration, runs, manifests
 					warmedUpWith(t, rp.p, strings.TrimSuffix(strings.TrimPrefix(rp.url, "http://"), "/eventgrid"), format)
 				}
 				r.Delay.Store(int64(v.registryDelay))
+				before := lookupsFailed(t, rp)
 				fs[v.name] = append(fs[v.name], measure(t, rp, sc, d, run, format))
+				failed[v.name] = append(failed[v.name], lookupsFailed(t, rp)-before)
 				rp.p.stop(syscall.SIGTERM)
 			}
 		}
 		for _, v := range variants {
 			f := median(fs[v.name])
-			fmt.Fprintf(&out, "%-30s %-10s %10.0f %9s %9s %9s %10.4f %8.1f\n", sc.name, v.name, f.eventsPerSec, round(f.p50), round(f.p99), round(f.p999), f.cpuPer1000, f.rssMiB)
+			fmt.Fprintf(&out, "%-30s %-10s %10.0f %9s %9s %9s %10.4f %8.1f %9.0f\n", sc.name, v.name, f.eventsPerSec, round(f.p50), round(f.p99), round(f.p999), f.cpuPer1000, f.rssMiB, slices.Max(failed[v.name]))
 		}
 	}
-	fmt.Fprintf(&out, "(%s per run, median of %d runs, the variants taking turns; the registry (%d manifests) and the load generator in the test's process)\n", d, runs, manifests)
+	fmt.Fprintf(&out, "(%s per run, median of %d runs, the variants taking turns; failed: the most lookups that failed (timed out) in one run; the registry (%d manifests) and the load generator in the test's process)\n", d, runs, manifests)
 	if _, ok := t.(*testing.B); ok {
 		fmt.Print(out.String())
 		return
 	}
 	t.Log(out.String())
+}
+
+// lookupsFailed reads the bridge's count of failed lookups from its /metrics.
+func lookupsFailed(t testing.TB, rp receiverProc) float64 {
+	resp, err := http.Get(strings.TrimSuffix(rp.url, "/eventgrid") + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, `bridge_registry_lookups_total{result="failed"} `); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			require.NoError(t, err)
+			return f
+		}
+	}
+	t.Fatalf("no bridge_registry_lookups_total in /metrics")
+	return 0
 }
 
 // BenchmarkLookups measures what registry lookups cost: go test ./integration -run '^$' -bench Lookups -benchtime 1x

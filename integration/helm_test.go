@@ -52,6 +52,44 @@ func TestHelmChart(t *testing.T) {
 		assert.NotContains(t, objects, "PrometheusRule")
 	})
 
+	t.Run("registry lookups", func(t *testing.T) {
+		envOf := func(objects map[string]k8sObject) map[string]string {
+			env := map[string]string{}
+			for _, e := range objects["Deployment"].Spec.Template.Spec.Containers[0].Env {
+				env[e.Name] = e.Value
+			}
+			return env
+		}
+		// Unquoted, YAML reads off as false: still off.
+		off := filepath.Join(t.TempDir(), "off.yaml")
+		require.NoError(t, os.WriteFile(off, []byte("registryLookup:\n  mode: off\n"), 0o600))
+		for _, args := range [][]string{nil, {"-f", off}} {
+			env := envOf(k8sObjects(t, run(t, append([]string{"template", "bridge", chartDir}, args...)...)))
+			assert.NotContains(t, env, "BRIDGE_REGISTRY_LOOKUP", args)
+		}
+		cmd := exec.Command(helm, "template", "bridge", chartDir, "--set", "registryLookup.mode=required", "--set", "registryLookup.auth=basic")
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		require.Error(t, err)
+		assert.Contains(t, string(out), "registryLookup.credentialsSecret is required with registryLookup.auth basic")
+
+		objects := k8sObjects(t, run(t, "template", "bridge", chartDir, "--set", "registryLookup.mode=required",
+			"--set", "registryLookup.auth=basic", "--set", "registryLookup.credentialsSecret=acr-token"))
+		env := envOf(objects)
+		assert.Equal(t, "required", env["BRIDGE_REGISTRY_LOOKUP"])
+		assert.Equal(t, "basic", env["BRIDGE_REGISTRY_AUTH"])
+		assert.NotContains(t, env, "BRIDGE_REGISTRY_HOSTS", "the bridge's default hosts")
+		refs := 0
+		for _, e := range objects["Deployment"].Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "BRIDGE_REGISTRY_USERNAME" || e.Name == "BRIDGE_REGISTRY_PASSWORD" {
+				require.NotNil(t, e.ValueFrom, e.Name)
+				assert.Equal(t, "acr-token", e.ValueFrom.SecretKeyRef.Name)
+				refs++
+			}
+		}
+		assert.Equal(t, 2, refs)
+	})
+
 	t.Run("production", func(t *testing.T) {
 		rendered := run(t, "template", "bridge", chartDir, "--namespace", "events", "-f", production)
 		objects := k8sObjects(t, rendered)
@@ -63,7 +101,8 @@ func TestHelmChart(t *testing.T) {
 		}
 		for _, name := range []string{"BRIDGE_ENTRA_TENANT_ID", "BRIDGE_ENTRA_AUDIENCE", "BRIDGE_NATS_CREDS",
 			"BRIDGE_NATS_TLS_CA", "BRIDGE_TLS_CERT_FILE", "BRIDGE_TLS_KEY_FILE", "BRIDGE_NAMESPACE_ENDPOINT",
-			"BRIDGE_NAMESPACE_TOPIC", "BRIDGE_NAMESPACE_SUBSCRIPTION", "BRIDGE_NAMESPACE_KEY", "BRIDGE_LOG_LEVEL"} {
+			"BRIDGE_NAMESPACE_TOPIC", "BRIDGE_NAMESPACE_SUBSCRIPTION", "BRIDGE_NAMESPACE_KEY", "BRIDGE_LOG_LEVEL",
+			"BRIDGE_REGISTRY_LOOKUP", "BRIDGE_REGISTRY_AUTH", "BRIDGE_REGISTRY_HOSTS"} {
 			assert.Contains(t, env, name)
 		}
 		assert.Equal(t, "921MiB", env["GOMEMLIMIT"], "90 % of the 1Gi limit")

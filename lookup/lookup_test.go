@@ -1,6 +1,7 @@
 package lookup
 
 import (
+	"encoding/json"
 	"regexp"
 	"testing"
 
@@ -119,6 +120,41 @@ func FuzzHostsAllows(f *testing.F) {
 	f.Fuzz(func(t *testing.T, hostport string) {
 		if h.Allows(hostport) && !suffix.MatchString(hostport) {
 			t.Fatalf("%q allowed", hostport)
+		}
+	})
+}
+
+// FuzzRefine: whatever a registry answers that reads as a manifest, refining an event's artifact by it
+// gives one of the kinds, keeps the event's own rule for an image, and never panics.
+func FuzzRefine(f *testing.F) {
+	for _, seed := range []string{
+		`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"sha256:1"}}`,
+		`{"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.cncf.notary.signature","subject":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:2"},"annotations":{"a":"b"}}`,
+		`{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"digest":"sha256:3","platform":{"os":"linux","architecture":"arm64","variant":"v8"}},{"digest":"sha256:4"}]}`,
+		`{"config":{"mediaType":"application/vnd.oci.image.config.v1+json"},"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json"}],"subject":{}}`,
+		`{"artifactType":"APPLICATION/SPDX+JSON; charset=utf-8","subject":{"digest":"sha256:5"}}`,
+		`{}`,
+	} {
+		for _, kind := range []string{acrevent.KindImage, acrevent.KindManifest, acrevent.KindSignature} {
+			f.Add(seed, kind, false)
+		}
+	}
+	f.Fuzz(func(t *testing.T, raw, eventKind string, index bool) {
+		var m Manifest
+		if json.Unmarshal([]byte(raw), &m) != nil || !acrevent.IsArtifactKind(eventKind) {
+			return
+		}
+		a := &acrevent.Artifact{Kind: eventKind, Index: index}
+		kept := Refine(a, &m)
+		require.True(t, acrevent.IsArtifactKind(a.Kind), a.Kind)
+		require.Equal(t, acrevent.LookupOK, a.Lookup)
+		require.True(t, a.Index || !index, "an index stays one")
+		if bt := baseType(a.ArtifactType); m.Subject == nil && bt != helmConfig && (bt == "" || bt == ociImageConfig || bt == dockerImageConfig) {
+			require.Equal(t, eventKind, a.Kind, "an image config keeps the event's rule")
+		}
+		require.Equal(t, kept && len(m.Annotations) > 0, a.Annotations != nil)
+		if m.Subject != nil {
+			require.Equal(t, m.Subject.Digest, a.Subject.Digest)
 		}
 	})
 }

@@ -138,14 +138,7 @@ func TestLookupsBinaryEntra(t *testing.T) {
 		return err
 	})
 	// One bundle trusts the registry's CA and the tenant's, as SSL_CERT_FILE would a private CA.
-	bundle := filepath.Join(t.TempDir(), "bundle.pem")
-	var certs []byte
-	for _, f := range []string{r.CAFile, authority.CertFile} {
-		b, err := os.ReadFile(f)
-		require.NoError(t, err)
-		certs = append(certs, b...)
-	}
-	require.NoError(t, os.WriteFile(bundle, certs, 0o600))
+	bundle := certBundle(t, r.CAFile, authority.CertFile)
 
 	for _, tc := range []struct {
 		secret string

@@ -29,6 +29,20 @@ func ceEvent(id string) []byte {
 		`"data":{"id":"d-%s","timestamp":"2024-05-01T10:00:00.123Z","action":"push","target":{"repository":"web","tag":"v1","digest":"sha256:abc"}}}`, id, id)
 }
 
+// certBundle writes the PEM files into one, as SSL_CERT_FILE takes a private CA's roots, and returns its path.
+func certBundle(t *testing.T, files ...string) string {
+	t.Helper()
+	var certs []byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		certs = append(certs, b...)
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle.pem")
+	require.NoError(t, os.WriteFile(bundle, certs, 0o600))
+	return bundle
+}
+
 // pullingBridge starts the built bridge pulling from ns, storing in the nats-server at natsURL, trusting
 // the stand-in's certificate through SSL_CERT_FILE as it would a private CA.
 func pullingBridge(t *testing.T, ns *namespacetest.Namespace, natsURL, listen, key string) *proc {
@@ -161,7 +175,6 @@ func TestPullBinaryEntra(t *testing.T) {
 		return c.AppID, err
 	}
 	// One bundle trusts both stand-ins, as SSL_CERT_FILE would a private CA.
-	bundle := filepath.Join(t.TempDir(), "bundle.pem")
 
 	for _, tc := range []struct {
 		name      string
@@ -172,13 +185,7 @@ func TestPullBinaryEntra(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := namespacetest.New(t, namespacetest.Options{MaxWaitScale: 50, Tokens: tokens, Receivers: tc.receivers})
-			var certs []byte
-			for _, f := range []string{ns.CertFile, authority.CertFile} {
-				b, err := os.ReadFile(f)
-				require.NoError(t, err)
-				certs = append(certs, b...)
-			}
-			require.NoError(t, os.WriteFile(bundle, certs, 0o600))
+			bundle := certBundle(t, ns.CertFile, authority.CertFile)
 			port := freePort(t)
 			natsServer(t, port, t.TempDir())
 			natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)

@@ -305,7 +305,7 @@ func (c Config) validateLookups(bad func(name, format string, args ...any)) {
 	if _, err := lookup.ParseHosts(c.RegistryHosts); err != nil {
 		bad("REGISTRY_HOSTS", "%v", err)
 	}
-	if (c.RegistryAuth == "basic") != (c.RegistryUsername != "" && c.RegistryPassword != "") {
+	if basic := c.RegistryAuth == "basic"; basic != (c.RegistryUsername != "" && c.RegistryPassword != "") || !basic && (c.RegistryUsername != "" || c.RegistryPassword != "") {
 		bad("REGISTRY_AUTH", "basic goes with BRIDGE_REGISTRY_USERNAME and BRIDGE_REGISTRY_PASSWORD, both set, and they with basic only")
 	}
 	if c.RegistryLookupTimeout <= 0 {

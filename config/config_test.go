@@ -161,6 +161,42 @@ func TestNamespaceSettings(t *testing.T) {
 	assert.Equal(t, time.Hour, c.NamespaceReleaseDelay)
 }
 
+func TestRegistryLookupSettings(t *testing.T) {
+	t.Parallel()
+	load := func(env map[string]string) (config.Config, error) {
+		return config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	}
+	c, err := load(nil)
+	require.NoError(t, err)
+	assert.False(t, c.LookupsEnabled(), "off by default")
+	assert.Equal(t, []string{"*.azurecr.io", "*.azurecr.cn", "*.azurecr.us"}, c.RegistryHosts)
+	assert.Equal(t, "entra", c.RegistryAuth)
+	assert.Equal(t, 2*time.Second, c.RegistryLookupTimeout)
+
+	for env, want := range map[*map[string]string]string{
+		{"BRIDGE_REGISTRY_LOOKUP": "on"}:                                                `BRIDGE_REGISTRY_LOOKUP: "on" is not one of off, best-effort, required`,
+		{"BRIDGE_REGISTRY_AUTH": "token"}:                                               `BRIDGE_REGISTRY_AUTH: "token" is not one of entra, basic, anonymous`,
+		{"BRIDGE_REGISTRY_HOSTS": "https://myregistry.azurecr.io"}:                      "BRIDGE_REGISTRY_HOSTS: ",
+		{"BRIDGE_REGISTRY_HOSTS": "*"}:                                                  "BRIDGE_REGISTRY_HOSTS: ",
+		{"BRIDGE_REGISTRY_AUTH": "basic", "BRIDGE_REGISTRY_USERNAME": "u"}:              "BRIDGE_REGISTRY_AUTH: basic goes with BRIDGE_REGISTRY_USERNAME and BRIDGE_REGISTRY_PASSWORD",
+		{"BRIDGE_REGISTRY_PASSWORD": "pull-secret-0123456789"}:                          "BRIDGE_REGISTRY_AUTH: basic goes with",
+		{"BRIDGE_REGISTRY_LOOKUP_CONCURRENCY": "0"}:                                     "BRIDGE_REGISTRY_LOOKUP_CONCURRENCY: must be 1 to 1024, got 0",
+		{"BRIDGE_REGISTRY_LOOKUP_TIMEOUT": "0s"}:                                        "BRIDGE_REGISTRY_LOOKUP_TIMEOUT: must be positive",
+		{"BRIDGE_REGISTRY_LOOKUP": "required", "BRIDGE_REGISTRY_LOOKUP_TIMEOUT": "20s"}: "BRIDGE_REGISTRY_LOOKUP_TIMEOUT: 20s and BRIDGE_PUBLISH_TIMEOUT 10s together must be shorter than BRIDGE_WRITE_TIMEOUT 25s",
+	} {
+		_, err := load(*env)
+		require.Error(t, err, *env)
+		assert.Contains(t, err.Error(), want, *env)
+		assert.NotContains(t, err.Error(), "pull-secret-0123456789", "an error never echoes a secret")
+	}
+
+	c, err = load(map[string]string{"BRIDGE_REGISTRY_LOOKUP": "required", "BRIDGE_REGISTRY_AUTH": "basic", "BRIDGE_REGISTRY_USERNAME": "bridge",
+		"BRIDGE_REGISTRY_PASSWORD": "pull-secret-0123456789", "BRIDGE_REGISTRY_HOSTS": "myregistry.azurecr.io,registry.internal:5443"})
+	require.NoError(t, err)
+	assert.True(t, c.LookupsEnabled())
+	assert.Equal(t, []string{"myregistry.azurecr.io", "registry.internal:5443"}, c.RegistryHosts)
+}
+
 func TestTLSSettings(t *testing.T) {
 	c, err := config.Load(os.LookupEnv)
 	require.NoError(t, err)

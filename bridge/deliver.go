@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/natsbridge/acr-nats-bridge/acrevent"
 	"github.com/natsbridge/acr-nats-bridge/cloudevents"
 )
 
@@ -98,6 +100,14 @@ type Delivery struct {
 	// delivery is all-or-nothing (a pushed request, answered with one status): an event that can never be
 	// stored refuses the delivery before anything is published.
 	Each bool
+
+	// What a redrive adds: Headers, when set, has an entry per event, headers for the message of that
+	// event (the dead-letter facts Event Grid wrote beside it); DeadLetterNote is added to the reason of
+	// each dead letter (the blob it was read from); MsgIDSuffix is appended to every Nats-Msg-Id (an event
+	// whose id its own dead letter still holds in the duplicate window).
+	Headers        []nats.Header
+	DeadLetterNote string
+	MsgIDSuffix    string
 }
 
 // Outcome is what became of one event, and so what its source answers: the same rule decides a pushed
@@ -321,11 +331,14 @@ func (p *Path) prepare(ctx context.Context, d *Delivery, rep *Report) (*outbox, 
 			if out.dead < loggedDeadLetters {
 				p.log.Warn("event dead-lettered", "event_id", ev.ID, "type", ev.Type, "reason", shortReason(dc.reason))
 			}
+			d.amend(dc.msg, dc.kind, i)
 			out.add(dc.msg, dc.kind, i, dc.msg.Subject, ev.Trace)
 		case KindPing:
 			p.log.Info("ACR webhook ping", "registry", dc.registry, "action", dc.action, "event_id", dc.id)
+			d.amend(dc.msg, dc.kind, i)
 			out.add(dc.msg, dc.kind, i, dc.template, ev.Trace)
 		default:
+			d.amend(dc.msg, dc.kind, i)
 			out.add(dc.msg, dc.kind, i, dc.template, ev.Trace)
 		}
 	}
@@ -334,9 +347,27 @@ func (p *Path) prepare(ctx context.Context, d *Delivery, rep *Report) (*outbox, 
 			p.log.Warn("batch element dead-lettered", "reason", shortReason(inv.Reason))
 		}
 		dl := p.opts.Subjects.DeadLetter()
-		out.add(deadLetterMsg(dl, "", inv.Raw, inv.Reason, "", nil), KindDeadLetter, -1, dl, cloudevents.Trace{})
+		msg := deadLetterMsg(dl, inv.ID, inv.Raw, inv.Reason, "", nil)
+		d.amend(msg, KindDeadLetter, -1)
+		out.add(msg, KindDeadLetter, -1, dl, cloudevents.Trace{})
 	}
 	return out, nil
+}
+
+// amend adds to the message of event i (-1: a batch element that is not an event) what a redrive asks
+// for: the event's headers, the note on a dead letter's reason, the suffix of its Nats-Msg-Id.
+func (d *Delivery) amend(msg *nats.Msg, kind Kind, i int) {
+	if i >= 0 && i < len(d.Headers) {
+		for k, v := range d.Headers[i] {
+			msg.Header[k] = v
+		}
+	}
+	if kind == KindDeadLetter && d.DeadLetterNote != "" {
+		msg.Header.Set(acrevent.HeaderError, shortReason(msg.Header.Get(acrevent.HeaderError)+" ("+d.DeadLetterNote+")"))
+	}
+	if d.MsgIDSuffix != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, msg.Header.Get(jetstream.MsgIDHeader)+d.MsgIDSuffix)
+	}
 }
 
 // decision is what one event becomes, decided once; the rest of the path reads it.

@@ -91,6 +91,9 @@ type Event struct {
 type Invalid struct {
 	Raw    json.RawMessage
 	Reason string
+	// ID, when set, is the dead letter's Nats-Msg-Id (a redriven blob that is not JSON: its name and
+	// ETag); otherwise a hash of Raw is.
+	ID string
 }
 
 // Delivery is what one POST carried.

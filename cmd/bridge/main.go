@@ -45,6 +45,9 @@ Usage:
   bridge             run the bridge (configured by the environment, below)
   bridge tail [-h]   print the events arriving in NATS, one line each
   bridge send [-h]   post sample ACR events to a bridge, as ACR or Event Grid would
+  bridge redrive blobs|deadletters [-h]
+                     bring back what Event Grid dead-lettered to Blob Storage, or the bridge's own dead
+                     letters that this version normalises
   bridge healthcheck [URL]
                      exit 0 if the bridge's /readyz (default on BRIDGE_LISTEN_ADDR) answers 200
   bridge -h          this help
@@ -71,6 +74,8 @@ func run(ctx context.Context, args []string, getenv environment, stdout, stderr 
 			return runSend(ctx, args[1:], getenv, stdout, stderr)
 		case "healthcheck":
 			return runHealthcheck(ctx, args[1:], getenv, stdout)
+		case "redrive":
+			return runRedrive(ctx, args[1:], getenv, stdout, stderr)
 		default:
 			return fmt.Errorf("unknown argument %q (bridge -h lists the settings)", args[0])
 		}

@@ -30,11 +30,25 @@ func connectNATS(ctx context.Context, cfg config.Config, log *slog.Logger) (*nat
 	if cfg.NATSURL == "" {
 		return startEmbedded(cfg, log)
 	}
+	opts := append(natsOptions(cfg, log),
+		// Start even while NATS is down: /readyz and 503s say so until it is back, and the bridge recovers
+		// without a restart.
+		nats.RetryOnFailedConnect(true))
+	nc, err := nats.Connect(cfg.NATSURL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("NATS %s (BRIDGE_NATS_URL): %w", redactURL(cfg.NATSURL), err)
+	}
+	if !nc.IsConnected() {
+		log.Warn("NATS not reachable yet; retrying in the background", "url", redactURL(cfg.NATSURL))
+	}
+	return &natsConn{nc: nc, url: redactURL(cfg.NATSURL)}, nil
+}
+
+// natsOptions are the options of a connection to BRIDGE_NATS_URL: its credentials and TLS, and reconnecting
+// forever, backing off.
+func natsOptions(cfg config.Config, log *slog.Logger) []nats.Option {
 	opts := []nats.Option{
 		nats.Name("acr-nats-bridge"),
-		// Reconnect forever, backing off, and start even while NATS is down: /readyz and 503s say so
-		// until it is back, and the bridge recovers without a restart.
-		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(backoff),
 		// No reconnect buffer: a publish while disconnected fails at once and the sender gets its 503
@@ -65,14 +79,7 @@ func connectNATS(ctx context.Context, cfg config.Config, log *slog.Logger) (*nat
 	if cfg.NATSTLSCert != "" {
 		opts = append(opts, nats.ClientCert(cfg.NATSTLSCert, cfg.NATSTLSKey))
 	}
-	nc, err := nats.Connect(cfg.NATSURL, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("NATS %s (BRIDGE_NATS_URL): %w", redactURL(cfg.NATSURL), err)
-	}
-	if !nc.IsConnected() {
-		log.Warn("NATS not reachable yet; retrying in the background", "url", redactURL(cfg.NATSURL))
-	}
-	return &natsConn{nc: nc, url: redactURL(cfg.NATSURL)}, nil
+	return opts
 }
 
 // backoff waits 100 ms, doubling to 5 s, with jitter so that many replicas do not reconnect in step.

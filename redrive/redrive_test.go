@@ -1,10 +1,13 @@
 package redrive_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -261,4 +264,82 @@ func TestRedriveStorageErrors(t *testing.T) {
 
 	_, err = redrive.Open("not a url", redrive.Credentials{}, true, now)
 	assert.ErrorContains(t, err, "is not a container URL")
+}
+
+// TestRedriveDeadLetters: events the receiver dead-lettered under a setting (a nesting limit of 4) are
+// published once the current decoder reads them (the default limit), their dead letters deleted after the
+// PubAck; what still cannot be normalised stays; a rerun changes nothing.
+func TestRedriveDeadLetters(t *testing.T) {
+	e := newEnv(t)
+	srv := bridge.NewServer(bridge.Options{MaxJSONDepth: 4, MaxEvents: 100, MaxBodyBytes: 1 << 20}, e.path, slog.New(slog.DiscardHandler))
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	deep := egPush("deep-1", "team/web")
+	deep["data"].(map[string]any)["target"].(map[string]any)["annotations"] = map[string]any{"a": map[string]any{"b": "c"}}
+	noTarget := egPush("bad-1", "team/web")
+	delete(noTarget["data"].(map[string]any), "target")
+	body := mustJSON(t, []any{egPush("ok-1", "team/web"), deep, noTarget})
+	resp, err := http.Post(hs.URL+"/eventgrid", "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	msgs := natstest.Stored(t, e.js, "ACR_EVENTS")
+	require.Len(t, msgs, 3)
+	dead := 0
+	for _, m := range msgs {
+		if m.Subject == "acr.deadletter" {
+			dead++
+		}
+	}
+	require.Equal(t, 2, dead, "too deep under the setting, and no target")
+
+	o := opts()
+	o.Normalizer = bridge.Normalizer{}
+	sum, err := redrive.DeadLetters(context.Background(), e.js, "ACR_EVENTS", "acr.deadletter", e.path, o, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	assert.Equal(t, 2, sum.Read)
+	assert.Equal(t, 1, sum.Redriven)
+	assert.Equal(t, 1, sum.Stay)
+	assert.Equal(t, map[string]int{"Microsoft.ContainerRegistry.ImagePushed event without data.target": 1}, sum.ByReason)
+
+	subjects := map[string][]string{}
+	for _, m := range natstest.Stored(t, e.js, "ACR_EVENTS") {
+		env, err := acrevent.DecodeEnvelope(m.Header, m.Data)
+		id := "dead letter"
+		if err == nil {
+			id = env.ID
+		}
+		subjects[m.Subject] = append(subjects[m.Subject], id)
+	}
+	assert.Equal(t, map[string][]string{"acr.image.pushed.myregistry.team.web": {"ok-1", "deep-1"}, "acr.deadletter": {"dead letter"}}, subjects)
+
+	sum, err = redrive.DeadLetters(context.Background(), e.js, "ACR_EVENTS", "acr.deadletter", e.path, o, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	assert.Equal(t, redrive.DeadLetterSummary{Read: 1, Stay: 1, ByReason: sum.ByReason}, sum)
+	assert.Len(t, natstest.Stored(t, e.js, "ACR_EVENTS"), 3)
+}
+
+// A dead letter that took its event's id (an Event Grid event whose data was not an object, fixed by a
+// later version) is published under an id of its own while the duplicate window holds the first.
+func TestRedriveDeadLetterHoldingItsOwnID(t *testing.T) {
+	e := newEnv(t)
+	ev := egPush("held-1", "team/web")
+	// What an older version dead-lettered under the event's own id.
+	raw := mustJSON(t, ev)
+	msg := nats.NewMsg("acr.deadletter")
+	msg.Header.Set("Nats-Msg-Id", "held-1")
+	msg.Header.Set(acrevent.HeaderError, "an older version could not normalise it")
+	msg.Header.Set(acrevent.HeaderOrigin, "eventgrid")
+	msg.Data = raw
+	_, err := e.js.PublishMsg(context.Background(), msg)
+	require.NoError(t, err)
+
+	o := opts()
+	sum, err := redrive.DeadLetters(context.Background(), e.js, "ACR_EVENTS", "acr.deadletter", e.path, o, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	assert.Equal(t, 1, sum.Redriven)
+	msgs := natstest.Stored(t, e.js, "ACR_EVENTS")
+	require.Len(t, msgs, 1, "the event, and its dead letter deleted")
+	assert.Equal(t, "acr.image.pushed.myregistry.team.web", msgs[0].Subject)
+	assert.Equal(t, "held-1~redriven", msgs[0].Header.Get("Nats-Msg-Id"))
 }

@@ -42,7 +42,7 @@ func egPush(id, repo string) map[string]any {
 func cePush(id, repo string) map[string]any {
 	return map[string]any{"specversion": "1.0", "id": id, "source": topic, "subject": repo + ":v1", "type": "Microsoft.ContainerRegistry.ImagePushed",
 		"time": "2026-12-01T10:00:00.1234567Z", "datacontenttype": "application/json",
-		"data": map[string]any{"id": "d-" + id, "action": "push", "target": map[string]any{"repository": repo, "tag": "v1"}},
+		"data":             map[string]any{"id": "d-" + id, "action": "push", "target": map[string]any{"repository": repo, "tag": "v1"}},
 		"deadletterreason": "UndeliverableDueToHttpBadRequest", "deliveryattempts": 1, "lastdeliveryoutcome": "BadRequest",
 		"publishtime": "2026-12-01T10:00:01Z"}
 }

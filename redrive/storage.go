@@ -106,7 +106,7 @@ func checkSAS(q url.Values, needTags bool, now time.Time) error {
 		var missing []string
 		for _, p := range []struct {
 			letter, name string
-			needed bool
+			needed       bool
 		}{{"r", "read", true}, {"l", "list", true}, {"t", "tag", needTags}} {
 			if p.needed && !strings.Contains(sp, p.letter) {
 				missing = append(missing, p.name+" ("+p.letter+")")

@@ -279,7 +279,7 @@ func TestAzureFiles(t *testing.T) {
 		"'${bridgeUrl}/eventgrid'", "'${bridgeUrl}/webhooks/acr/${registryName}'", "'CloudEventSchemaV1_0'",
 		"azureActiveDirectoryTenantId", "azureActiveDirectoryApplicationIdOrUri", "deliveryAttributeMappings",
 		"maxDeliveryAttempts", "deadLetterDestination", "Microsoft.ContainerRegistry/registries/webhooks",
-		"'Bearer ${bridgeToken}'",
+		"'Bearer ${bridgeToken}'", "redrivePrincipalId", "Storage Blob Data Owner",
 	} {
 		assert.Contains(t, string(bicep), want)
 	}
@@ -289,7 +289,8 @@ func TestAzureFiles(t *testing.T) {
 	sh, err := os.ReadFile(script)
 	require.NoError(t, err)
 	for _, want := range []string{`"$url/eventgrid"`, `"$url/webhooks/acr/$registry"`, "cloudeventschemav1_0", "--deadletter-identity-endpoint", "--headers",
-		"namespace.bicep", "BRIDGE_NAMESPACE_ENDPOINT=", "BRIDGE_NAMESPACE_TOPIC=", "BRIDGE_NAMESPACE_SUBSCRIPTION=", "BRIDGE_NAMESPACE_KEY="} {
+		"namespace.bicep", "BRIDGE_NAMESPACE_ENDPOINT=", "BRIDGE_NAMESPACE_TOPIC=", "BRIDGE_NAMESPACE_SUBSCRIPTION=", "BRIDGE_NAMESPACE_KEY=",
+		"deadLetterStorageAccountName=", "bridge redrive blobs", "Storage Blob Data Owner"} {
 		assert.Contains(t, string(sh), want, fmt.Sprintf("connect.sh: %s", want))
 	}
 
@@ -301,7 +302,7 @@ func TestAzureFiles(t *testing.T) {
 		"Microsoft.EventGrid/namespaces@", "Microsoft.EventGrid/namespaces/topics@", "Microsoft.EventGrid/namespaces/topics/eventSubscriptions@",
 		"deliveryMode: 'Queue'", "inputSchema: 'CloudEventSchemaV1_0'", "endpointType: 'NamespaceTopic'", "deliveryWithResourceIdentity",
 		"identity: {type: 'SystemAssigned'}", "'d5a91429-5739-47e2-a06b-3470a27159e7'", "'78cbd9e7-9798-4e2e-9b5a-547d9ebb31fb'",
-		"topicsConfiguration.hostname",
+		"topicsConfiguration.hostname", "deadLetterDestinationWithResourceIdentity", "deadLetterStorageAccountName", "redrivePrincipalId",
 	} {
 		assert.Contains(t, string(ns), want, "namespace.bicep: %s", want)
 	}

@@ -9,13 +9,16 @@
 #       --header --webhook --dead-letter mystorage
 #
 # With no public endpoint: an Event Grid namespace the bridge pulls from (deployments/azure/namespace.bicep),
-# printing the BRIDGE_NAMESPACE_* settings:
-#   deployments/azure/connect.sh -g my-rg -r myregistry --namespace myregistry-events
+# printing the BRIDGE_NAMESPACE_* settings, with --dead-letter for what the namespace gives up on:
+#   deployments/azure/connect.sh -g my-rg -r myregistry --namespace myregistry-events [--dead-letter mystorage]
+#
+# --redriver <object-id> gives that identity Storage Blob Data Owner on the dead-letter container, for
+# `bridge redrive blobs` (read, list, and the blob index tags that mark what was redriven).
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
-rg="" registry="" url="" mode="" tenant="" app="" webhook=false storage="" container="acr-events-deadletter" namespace=""
+rg="" registry="" url="" mode="" tenant="" app="" webhook=false storage="" container="acr-events-deadletter" namespace="" redriver=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -g) rg="$2"; shift 2 ;;
@@ -26,6 +29,7 @@ while [[ $# -gt 0 ]]; do
     --webhook) webhook=true; shift ;;
     --dead-letter) storage="$2"; shift 2 ;;
     --namespace) namespace="$2"; shift 2 ;;
+    --redriver) redriver="$2"; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -33,7 +37,8 @@ done
 if [[ -n "$namespace" ]]; then
   [[ -n "$rg" && -n "$registry" ]] || usage
   az deployment group create -g "$rg" -n acr-nats-bridge-namespace -f "$(dirname "$0")/namespace.bicep" \
-    -p registryName="$registry" namespaceName="$namespace" -o none
+    -p registryName="$registry" namespaceName="$namespace" deadLetterStorageAccountName="$storage" \
+       deadLetterContainer="$container" redrivePrincipalId="$redriver" -o none
   out() { az deployment group show -g "$rg" -n acr-nats-bridge-namespace --query "properties.outputs.$1.value" -o tsv; }
   echo "BRIDGE_NAMESPACE_ENDPOINT=$(out endpoint)"
   echo "BRIDGE_NAMESPACE_TOPIC=$(out topic)"
@@ -79,6 +84,11 @@ az eventgrid system-topic event-subscription create -g "$rg" --system-topic-name
   --deadletter-identity-endpoint "$storage_id/blobServices/default/containers/$container" \
   "${auth[@]}" -o none
 echo "Event Grid subscription to-nats -> $url/eventgrid"
+echo "Dead letters -> $storage/$container; bring them back with: bridge redrive blobs --container https://$storage.blob.core.windows.net/$container"
+if [[ -n "$redriver" ]]; then
+  az role assignment create --assignee-object-id "$redriver" --role "Storage Blob Data Owner" \
+    --scope "$storage_id/blobServices/default/containers/$container" -o none
+fi
 
 if [[ "$webhook" == true ]]; then
   az acr webhook create -r "$registry" -n tonats \

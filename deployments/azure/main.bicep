@@ -9,6 +9,8 @@
 //     -p registryName=myregistry bridgeUrl=https://bridge.example.com authMode=entra \
 //        entraTenantId=<tenant> entraAppIdOrUri=api://acr-nats-bridge \
 //        deadLetterStorageAccountName=mystorage
+// What Event Grid gives up on (after a day of retries, or at once on a 400 or 413) lands in the dead-letter
+// container as blobs; `bridge redrive blobs` brings it back (docs/operations.md, "When Event Grid gives up").
 
 @description('Name of the existing container registry.')
 param registryName string
@@ -38,6 +40,9 @@ param deadLetterStorageAccountName string
 
 @description('Blob container for dead-lettered events.')
 param deadLetterContainer string = 'acr-events-deadletter'
+
+@description('Object id of the identity that runs `bridge redrive blobs` (a person or a job), given Storage Blob Data Owner on the dead-letter container: read, list, and the blob index tags that mark what was redriven. Empty grants none.')
+param redrivePrincipalId string = ''
 
 param location string = resourceGroup().location
 
@@ -71,6 +76,17 @@ resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'ba92f5b4-2d11-453d-a403-e96b0029c9fe') // Storage Blob Data Contributor
     principalId: topic.identity.principalId
     principalType: 'ServicePrincipal'
+  }
+}
+
+// Whoever redrives the dead letters reads them and tags each blob done: Storage Blob Data Owner, which
+// the blob index tags need (Data Contributor cannot set them), on the container alone.
+resource redriver 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(redrivePrincipalId)) {
+  name: guid(deadLetterBlobs.id, redrivePrincipalId, 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
+  scope: deadLetterBlobs
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b') // Storage Blob Data Owner
+    principalId: redrivePrincipalId
   }
 }
 

@@ -33,6 +33,15 @@ param lockDurationInSeconds int = 60
 @maxValue(10)
 param maxDeliveryCount int = 10
 
+@description('Storage account of the dead-letter container, for the events the namespace gives up on (after maxDeliveryCount, their time to live, or a reject); empty sets none.')
+param deadLetterStorageAccountName string = ''
+
+@description('Dead-letter container (created if absent).')
+param deadLetterContainer string = 'acr-events-deadletter'
+
+@description('Object id of the identity that runs `bridge redrive blobs`, given Storage Blob Data Owner on the dead-letter container; empty grants none.')
+param redrivePrincipalId string = ''
+
 param location string = resourceGroup().location
 
 var eventGridDataSender = 'd5a91429-5739-47e2-a06b-3470a27159e7'
@@ -46,7 +55,38 @@ resource namespace 'Microsoft.EventGrid/namespaces@2025-02-15' = {
   name: namespaceName
   location: location
   sku: {name: 'Standard', capacity: 1}
+  // The namespace writes its dead letters with its own identity.
+  identity: {type: 'SystemAssigned'}
   properties: {}
+}
+
+var deadLettering = !empty(deadLetterStorageAccountName)
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-01-01' existing = if (deadLettering) {
+  name: deadLettering ? deadLetterStorageAccountName : 'unused'
+}
+
+resource deadLetterBlobs 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-01-01' = if (deadLettering) {
+  name: '${deadLetterStorageAccountName}/default/${deadLetterContainer}'
+}
+
+resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (deadLettering) {
+  name: guid(storage.id, namespace.id, 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'ba92f5b4-2d11-453d-a403-e96b0029c9fe') // Storage Blob Data Contributor
+    principalId: namespace.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource redriver 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (deadLettering && !empty(redrivePrincipalId)) {
+  name: guid(deadLetterBlobs.id, redrivePrincipalId, 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
+  scope: deadLetterBlobs
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b') // Storage Blob Data Owner
+    principalId: redrivePrincipalId
+  }
 }
 
 resource topic 'Microsoft.EventGrid/namespaces/topics@2025-02-15' = {
@@ -62,15 +102,28 @@ resource topic 'Microsoft.EventGrid/namespaces/topics@2025-02-15' = {
 resource queue 'Microsoft.EventGrid/namespaces/topics/eventSubscriptions@2025-02-15' = {
   parent: topic
   name: subscriptionName
+  dependsOn: [deadLetterWriter, deadLetterBlobs]
   properties: {
     eventDeliverySchema: 'CloudEventSchemaV1_0'
     deliveryConfiguration: {
       deliveryMode: 'Queue'
-      queue: {
+      queue: union({
         receiveLockDurationInSeconds: lockDurationInSeconds
         maxDeliveryCount: maxDeliveryCount
         eventTimeToLive: 'P7D'
-      }
+      }, deadLettering ? {
+        // What the namespace gives up on, as blobs: `bridge redrive blobs` brings it back.
+        deadLetterDestinationWithResourceIdentity: {
+          identity: {type: 'SystemAssigned'}
+          deadLetterDestination: {
+            endpointType: 'StorageBlob'
+            properties: {
+              resourceId: storage.id
+              blobContainerName: deadLetterContainer
+            }
+          }
+        }
+      } : {})
     }
   }
 }

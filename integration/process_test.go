@@ -78,7 +78,7 @@ func natsServerSyncAlways(t testing.TB, port int, dir string) *proc {
 }
 
 // bridgeProcess starts the built bridge with env and waits until it serves.
-func bridgeProcess(t *testing.T, env ...string) (*proc, string) {
+func bridgeProcess(t testing.TB, env ...string) (*proc, string) {
 	t.Helper()
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -43,8 +46,9 @@ func deadLetterBlob(prefix string, n int) []byte {
 	return b
 }
 
-// uploadBlobs writes blobs of perBlob events each, spread over the hours of a day, at most 16 at a time.
-func uploadBlobs(t testing.TB, c *container.Client, blobs, perBlob int) {
+// uploadBlobs writes blobs of perBlob events each, spread over the hours of a day, at most 16 at a time;
+// the event ids start with prefix.
+func uploadBlobs(t testing.TB, c *container.Client, blobs, perBlob int, prefix string) {
 	t.Helper()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
@@ -53,7 +57,7 @@ func uploadBlobs(t testing.TB, c *container.Client, blobs, perBlob int) {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			name := fmt.Sprintf("MYSUB/2026/12/1/%d/%04d.json", i%24, i)
-			_, err := c.NewBlockBlobClient(name).UploadBuffer(context.Background(), deadLetterBlob(fmt.Sprintf("b%04d", i), perBlob), nil)
+			_, err := c.NewBlockBlobClient(name).UploadBuffer(context.Background(), deadLetterBlob(fmt.Sprintf("%s%04d", prefix, i), perBlob), nil)
 			assert.NoError(t, err)
 		})
 	}
@@ -95,7 +99,7 @@ func TestRedriveBinary(t *testing.T) {
 	az := azuritetest.Start(t)
 	c := az.Container(t, "deadletters")
 	const blobs, perBlob = 120, 50
-	uploadBlobs(t, c, blobs, perBlob)
+	uploadBlobs(t, c, blobs, perBlob, "b")
 	sasURL := azuritetest.SASURL(t, c, sas.ContainerPermissions{Read: true, List: true, Tag: true}, time.Now().Add(time.Hour))
 	port := freePort(t)
 	dir := t.TempDir()
@@ -166,7 +170,7 @@ func TestRedriveBinary(t *testing.T) {
 func TestRedriveBinaryErrors(t *testing.T) {
 	az := azuritetest.Start(t)
 	c := az.Container(t, "deadletters")
-	uploadBlobs(t, c, 1, 1)
+	uploadBlobs(t, c, 1, 1, "b")
 	port := freePort(t)
 	natsServer(t, port, t.TempDir())
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
@@ -228,4 +232,55 @@ func TestRedriveDeadLettersBinary(t *testing.T) {
 	assert.Contains(t, string(out), "dead letters 2, redriven 1, still dead letters 1, failed 0")
 	assert.Contains(t, string(out), "1 stay: Microsoft.ContainerRegistry.ImagePushed event without data.target")
 	assert.Equal(t, map[string]int{"acr.image.pushed.myregistry.team.web": 2, "acr.deadletter": 1}, subjects())
+}
+
+// BenchmarkRedrive measures a backlog of 100,000 dead-lettered events in 1,000 blobs redriven by the built
+// bridge into the embedded NATS server of a bridge running beside it, syncing every write (its default):
+// go test ./integration -run '^$' -bench Redrive -benchtime 1x
+func BenchmarkRedrive(b *testing.B) {
+	for range b.N {
+		benchRedrive(b, 1000, 100)
+	}
+}
+
+func benchRedrive(t testing.TB, blobs, perBlob int) {
+	az := azuritetest.Start(t)
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	bridge, _ := bridgeProcess(t, "BRIDGE_EMBEDDED_NATS_ADDR="+natsAddr, "BRIDGE_EMBEDDED_NATS_DIR="+t.TempDir())
+	natsURL := "nats://" + natsAddr
+	events := blobs * perBlob
+	for run, workers := range []int{16, 32, 16} {
+		atomic := "true"
+		if run == 2 {
+			atomic = "false"
+		}
+		c := az.Container(t, fmt.Sprintf("deadletters-%d", run))
+		start := time.Now()
+		uploadBlobs(t, c, blobs, perBlob, fmt.Sprintf("r%d", run))
+		uploaded := time.Since(start)
+		sasURL := azuritetest.SASURL(t, c, sas.ContainerPermissions{Read: true, List: true, Tag: true}, time.Now().Add(time.Hour))
+		cpu0 := cpuSeconds(t, bridge.cmd.Process.Pid)
+		cmd := redriveCmd(sasURL, natsURL, "--workers", strconv.Itoa(workers))
+		// As with BRIDGE_NATS_URL unset, the embedded server's default: every write synced, so atomic batches.
+		cmd.Env = append(cmd.Env, "BRIDGE_ATOMIC_BATCHES="+atomic)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		start = time.Now()
+		require.NoError(t, cmd.Run(), "%s", out.String())
+		elapsed := time.Since(start)
+		require.Contains(t, out.String(), fmt.Sprintf("events %d, stored %d", events, events))
+		fmt.Printf("redrive of %d events in %d blobs (uploaded in %s), %d workers, atomic batches %s, into the embedded server syncing always: %s, %.0f events/s, %.0f blobs/s; CPU: the redrive %.1f s, the bridge with its NATS %.1f s\n",
+			events, blobs, uploaded.Round(time.Second), workers, atomic, elapsed.Round(10*time.Millisecond), float64(events)/elapsed.Seconds(), float64(blobs)/elapsed.Seconds(),
+			cmd.ProcessState.UserTime().Seconds()+cmd.ProcessState.SystemTime().Seconds(), cpuSeconds(t, bridge.cmd.Process.Pid)-cpu0)
+	}
+	nc, err := nats.Connect(natsURL)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	s, err := js.Stream(context.Background(), "ACR_EVENTS")
+	require.NoError(t, err)
+	info, err := s.Info(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3*events), info.State.Msgs, "every event stored once")
 }

@@ -70,6 +70,11 @@ func newRedriveSetup(ctx context.Context, getenv environment, stderr io.Writer, 
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	if cfg.NATSURL == "" {
+		// The embedded server of a bridge running beside it, which syncs every write unless told not to:
+		// a blob's events go as one atomic batch, one sync.
+		if cfg.AtomicBatchPolicy() == string(bridge.BatchesAlways) {
+			cfg.AtomicBatches = "true"
+		}
 		cfg.NATSURL = "nats://127.0.0.1:4222"
 	}
 	// The logger writes warnings and errors only: the progress and the summary are the output.
@@ -125,7 +130,7 @@ func redriveBlobs(ctx context.Context, args []string, getenv environment, stdout
 	since := fs.String("since", "", "only blobs of this hour or later, by their path: RFC 3339 or a date")
 	until := fs.String("until", "", "only blobs of this hour or earlier, by their path: RFC 3339 or a date (the whole day)")
 	dryRun := fs.Bool("dry-run", false, "read and count the events by type and dead-letter reason; publish and mark nothing, need no NATS")
-	workers := fs.Int("workers", 8, "blobs redriven at once")
+	workers := fs.Int("workers", 16, "blobs redriven at once")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: bridge redrive blobs --container URL [--prefix P] [--since T] [--until T] [--dry-run]\n\n")
 		fs.PrintDefaults()

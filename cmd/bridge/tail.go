@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/natsbridge/acr-nats-bridge/acrevent"
+	"github.com/natsbridge/acr-nats-bridge/redrive"
 	"github.com/natsbridge/acr-nats-bridge/tracing"
 )
 
@@ -163,7 +164,26 @@ func summary(h nats.Header, subject string, data []byte) string {
 	if a := env.Data.Artifact; a != nil && a.Kind != own {
 		what += " [" + a.Kind + "]" // not what the type says: a platform's manifest, a signature, an OCI chart
 	}
-	return fmt.Sprintf("%s  %s  %s  %s  %s", env.Time, what, env.Data.Registry, ref, digest)
+	return fmt.Sprintf("%s  %s  %s  %s  %s", env.Time, what, env.Data.Registry, ref, digest) + redriven(h)
+}
+
+// redriven says, for an event a redrive brought back, what Event Grid wrote of its failure.
+func redriven(h nats.Header) string {
+	reason := h.Get(redrive.HeaderReason)
+	if reason == "" {
+		return ""
+	}
+	s := "  redriven: " + reason
+	if n := h.Get(redrive.HeaderAttempts); n != "" {
+		s += ", " + n + " attempts"
+	}
+	if o := h.Get(redrive.HeaderLastOutcome); o != "" {
+		s += ", last " + o
+		if code := h.Get(redrive.HeaderLastHTTPStatus); code != "" {
+			s += " (" + code + ")"
+		}
+	}
+	return s
 }
 
 // environment is what run reads of the environment: os.LookupEnv, or a map in tests.

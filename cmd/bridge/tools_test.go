@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/natsbridge/acr-nats-bridge/redrive"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -111,4 +112,18 @@ func TestSummaryNamesTheKind(t *testing.T) {
 	assert.Equal(t, "2026-12-01T10:00:00Z  ImagePushed [signature]  r  web:sha256-1.sig  sha256:1", line("ImagePushed", "signature", "sha256-1.sig"))
 	assert.Equal(t, "2026-12-01T10:00:00Z  ImagePushed [chart]  r  web:1.0  sha256:1", line("ImagePushed", "chart", "1.0"))
 	assert.Equal(t, "2026-12-01T10:00:00Z  ChartPushed  r  web:1.0  sha256:1", line("ChartPushed", "chart", "1.0"))
+}
+
+// A redriven event's tail line says what Event Grid wrote of its failure.
+func TestSummaryOfARedrivenEvent(t *testing.T) {
+	t.Parallel()
+	body := `{"specversion":"1.0","id":"1","source":"s","type":"Microsoft.ContainerRegistry.ImagePushed","time":"2026-12-01T10:00:00Z",
+		"datacontenttype":"application/json","data":{"registry":"r","origin":"eventgrid","target":{"repository":"web","tag":"v1","digest":"sha256:1"},"artifact":{"kind":"image"}}}`
+	h := nats.Header{}
+	h.Set(redrive.HeaderReason, "MaxDeliveryAttemptsExceeded")
+	h.Set(redrive.HeaderAttempts, "18")
+	h.Set(redrive.HeaderLastOutcome, "TimedOut")
+	h.Set(redrive.HeaderLastHTTPStatus, "408")
+	assert.Equal(t, "2026-12-01T10:00:00Z  ImagePushed  r  web:v1  sha256:1  redriven: MaxDeliveryAttemptsExceeded, 18 attempts, last TimedOut (408)",
+		summary(h, "acr.x", []byte(body)))
 }

@@ -174,7 +174,11 @@ func redriven(h nats.Header) string {
 		return ""
 	}
 	s := "  redriven: " + reason
-	if n := h.Get(redrive.HeaderAttempts); n != "" {
+	switch n := h.Get(redrive.HeaderAttempts); n {
+	case "":
+	case "1":
+		s += ", 1 attempt"
+	default:
 		s += ", " + n + " attempts"
 	}
 	if o := h.Get(redrive.HeaderLastOutcome); o != "" {

@@ -13,8 +13,11 @@ COPY --from=build /out/bridge /bridge
 USER 65532:65532
 # The embedded NATS server (used only without BRIDGE_NATS_URL) stores in /data and listens on all
 # interfaces inside the container.
+# BRIDGE_LISTEN_ADDR is set, so the bridge listens on every interface of the container even without a
+# token (set BRIDGE_AUTH_TOKENS or Entra ID before publishing the port beyond the host).
 ENV BRIDGE_EMBEDDED_NATS_DIR=/data/nats \
-    BRIDGE_EMBEDDED_NATS_ADDR=0.0.0.0:4222
+    BRIDGE_EMBEDDED_NATS_ADDR=0.0.0.0:4222 \
+    BRIDGE_LISTEN_ADDR=:8080
 EXPOSE 8080 4222
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD ["/bridge", "healthcheck"]
 ENTRYPOINT ["/bridge"]

@@ -26,7 +26,7 @@ const Prefix = "BRIDGE"
 
 // Config is every setting of the bridge. The envconfig tags are the variable names without the prefix.
 type Config struct {
-	ListenAddr        string        `envconfig:"LISTEN_ADDR" default:":8080" desc:"HTTP listen address of the receiver"`
+	ListenAddr        string        `envconfig:"LISTEN_ADDR" default:":8080" desc:"HTTP listen address of the receiver; left unset with no authentication configured (no BRIDGE_AUTH_TOKENS, no Entra ID), the bridge listens on 127.0.0.1 only"`
 	TLSCertFile       string        `envconfig:"TLS_CERT_FILE" desc:"PEM certificate (with its chain) to serve HTTPS on BRIDGE_LISTEN_ADDR, with BRIDGE_TLS_KEY_FILE; read again when it changes on disk"`
 	TLSKeyFile        string        `envconfig:"TLS_KEY_FILE" desc:"PEM private key of BRIDGE_TLS_CERT_FILE"`
 	TLSReloadInterval time.Duration `envconfig:"TLS_RELOAD_INTERVAL" default:"10s" desc:"how often the certificate and key files are checked for a change (at most 30s)"`
@@ -140,7 +140,69 @@ func Load(getenv func(string) (string, bool)) (Config, error) {
 			return c, fmt.Errorf("%s=%q: %w", name, value, err)
 		}
 	}
-	return c, c.Validate()
+	err := c.Validate()
+	// Set to nothing is a mistake (a Secret key gone empty, a template that rendered ""), not a wish to
+	// run without authentication: that is leaving the variable out.
+	if v, ok := getenv(Prefix + "_AUTH_TOKENS"); ok && len(c.AuthTokens) == 0 {
+		err = errors.Join(fmt.Errorf("%s_AUTH_TOKENS is set but holds no token (%q); set a token, or leave the variable out to run without one", Prefix, v), err)
+	}
+	return c, err
+}
+
+// Names are the variables of every setting, prefix included.
+func Names() []string {
+	t := reflect.TypeFor[Config]()
+	names := make([]string, t.NumField())
+	for i := range t.NumField() {
+		names[i] = Prefix + "_" + t.Field(i).Tag.Get("envconfig")
+	}
+	return names
+}
+
+// UnknownVariables returns a warning for each name that starts with BRIDGE_ and is no setting (a typo
+// such as BRIDGE_LISTEN_ADRR, which would otherwise be ignored), with the closest setting when one is
+// near.
+func UnknownVariables(names []string) []string {
+	known := Names()
+	var out []string
+	for _, name := range names {
+		if !strings.HasPrefix(name, Prefix+"_") || slices.Contains(known, name) {
+			continue
+		}
+		best, dist := "", len(name)
+		for _, k := range known {
+			if d := editDistance(name, k); d < dist {
+				best, dist = k, d
+			}
+		}
+		if best != "" && dist <= max(2, len(name)/5) {
+			out = append(out, fmt.Sprintf("%s is not a setting and is ignored; did you mean %s?", name, best))
+		} else {
+			out = append(out, fmt.Sprintf("%s is not a setting and is ignored (bridge -h lists them)", name))
+		}
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // setField decodes value into a field of one of the kinds Config has, by envconfig's rules: integers in
@@ -395,6 +457,10 @@ func (c Config) ACMEEnabled() bool { return len(c.ACMEDomains) > 0 }
 // NamespaceEnabled reports whether events are pulled from an Event Grid namespace.
 func (c Config) NamespaceEnabled() bool { return c.NamespaceEndpoint != "" }
 
+// placeholderTokens are the stand-ins for a token in this project's manifests and docs: known to all, so
+// never a secret.
+var placeholderTokens = []string{"replace-with-a-long-random-secret"}
+
 // minTokenLen keeps shared secrets out of reach of guessing: 16 random characters or more.
 const minTokenLen = 16
 
@@ -407,6 +473,8 @@ var (
 func (c Config) validateAuth(bad func(name, format string, args ...any)) {
 	for i, t := range c.AuthTokens {
 		switch {
+		case slices.Contains(placeholderTokens, strings.ToLower(t)):
+			bad("AUTH_TOKENS", "token %d of %d is a placeholder from this project's examples, which anyone can read; make one: openssl rand -hex 32", i+1, len(c.AuthTokens))
 		case len(t) < minTokenLen:
 			bad("AUTH_TOKENS", "token %d of %d is %d characters long; use at least %d random characters", i+1, len(c.AuthTokens), len(t), minTokenLen)
 		case strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f }):

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -349,4 +350,37 @@ func TestEmptyIsNotUnset(t *testing.T) {
 	c, err = config.Load(func(string) (string, bool) { return "", false })
 	require.NoError(t, err)
 	assert.Equal(t, []string{"eventgrid.azure.net"}, c.AllowedOrigins)
+}
+
+// A typo in a variable's name is a warning with the setting meant; an empty BRIDGE_AUTH_TOKENS is an error.
+func TestUnknownVariablesAndEmptyTokens(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t, []string{
+		"BRIDGE_LISTEN_ADRR is not a setting and is ignored; did you mean BRIDGE_LISTEN_ADDR?",
+		"BRIDGE_AUTH_TOKEN is not a setting and is ignored; did you mean BRIDGE_AUTH_TOKENS?",
+		"BRIDGE_WHATEVER_THIS_IS is not a setting and is ignored (bridge -h lists them)",
+	}, config.UnknownVariables([]string{"BRIDGE_LISTEN_ADRR", "BRIDGE_LISTEN_ADDR", "PATH", "BRIDGE_AUTH_TOKEN", "BRIDGE_WHATEVER_THIS_IS", "NOT_BRIDGE_X"}))
+	assert.Empty(t, config.UnknownVariables(config.Names()))
+
+	for _, empty := range []string{"", " "} {
+		_, err := config.Load(func(k string) (string, bool) { return empty, k == "BRIDGE_AUTH_TOKENS" })
+		require.Error(t, err, "%q", empty)
+		assert.Contains(t, err.Error(), "BRIDGE_AUTH_TOKENS is set but holds no token")
+	}
+	_, err := config.Load(func(k string) (string, bool) { return " , ", k == "BRIDGE_AUTH_TOKENS" })
+	require.ErrorContains(t, err, "BRIDGE_AUTH_TOKENS: token 1 of 2 is", "empty tokens in a list are short tokens")
+}
+
+// The placeholder token of the raw manifest is refused: it is in the repository for anyone to read.
+func TestPlaceholderTokenRefused(t *testing.T) {
+	t.Parallel()
+	manifest, err := os.ReadFile(filepath.Join("..", "deployments", "kubernetes", "bridge.yaml"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`BRIDGE_AUTH_TOKENS: "([^"]+)"`).FindSubmatch(manifest)
+	require.NotNil(t, m, "the manifest's Secret holds a placeholder")
+	_, err = config.Load(func(k string) (string, bool) {
+		return "0123456789abcdef0123," + string(m[1]), k == "BRIDGE_AUTH_TOKENS"
+	})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "BRIDGE_AUTH_TOKENS: token 2 of 2 is a placeholder")
 }

@@ -69,6 +69,9 @@ func TestComposeFile(t *testing.T) {
 	require.Len(t, bridge.Ports, 1)
 	assert.Equal(t, uint32(8080), bridge.Ports[0].Target)
 	assert.Equal(t, "8080", bridge.Ports[0].Published)
+	assert.Equal(t, "127.0.0.1", bridge.Ports[0].HostIP, "published on this machine only: no token is set")
+	require.Len(t, bridge.EnvFiles, 1)
+	assert.False(t, bool(bridge.EnvFiles[0].Required), "bridge.env, where a token goes, is optional")
 	known := configVars()
 	for name := range bridge.Environment {
 		assert.True(t, known[name] || strings.HasPrefix(name, "OTEL_"), "bridge environment %s is neither a BRIDGE_* setting nor OpenTelemetry's", name)
@@ -107,7 +110,8 @@ func TestComposeFile(t *testing.T) {
 	}
 	cfg, err := config.Load(os.LookupEnv)
 	require.NoError(t, err)
-	assert.False(t, cfg.AuthEnabled(), "an empty BRIDGE_AUTH_TOKENS leaves authentication off")
+	assert.False(t, cfg.AuthEnabled(), "no token unless bridge.env gives one")
+	assert.Equal(t, ":8080", cfg.ListenAddr, "set explicitly: every interface of the container")
 	assert.Equal(t, "always", cfg.AtomicBatchPolicy(), "its NATS syncs every write, where atomic batches pay")
 }
 

@@ -35,21 +35,40 @@ func TestHelmChart(t *testing.T) {
 	production := filepath.Join(chartDir, "ci", "production-values.yaml")
 
 	t.Run("lint", func(t *testing.T) {
-		out := run(t, "lint", "--strict", chartDir)
+		out := run(t, "lint", "--strict", chartDir, "--set", "auth.generateToken=true")
 		assert.Contains(t, string(out), "0 chart(s) failed")
 		out = run(t, "lint", "--strict", chartDir, "-f", production)
 		assert.Contains(t, string(out), "0 chart(s) failed")
 	})
 
 	t.Run("defaults", func(t *testing.T) {
-		rendered := run(t, "template", "bridge", chartDir, "--namespace", "events")
+		// No way to authenticate was given: the chart renders nothing rather than a secret made up at
+		// render time, which GitOps tools would render anew each time.
+		cmd := exec.Command(helm, "template", "bridge", chartDir, "--namespace", "events")
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		require.Error(t, err)
+		assert.Contains(t, string(out), "no way to authenticate deliveries: set auth.existingSecret")
+
+		token := []string{"--set", "auth.tokens[0]=0123456789abcdef0123456789abcdef"}
+		rendered := run(t, append([]string{"template", "bridge", chartDir, "--namespace", "events"}, token...)...)
+		assert.Equal(t, string(rendered), string(run(t, append([]string{"template", "bridge", chartDir, "--namespace", "events"}, token...)...)),
+			"two renders are the same")
 		objects := k8sObjects(t, rendered)
 		checkWorkload(t, objects)
-		// No way to authenticate was given: the chart generated a secret rather than leave the bridge open.
-		secret := objects["Secret"]
-		assert.Len(t, secret.StringData["BRIDGE_AUTH_TOKENS"], 48)
+		assert.Equal(t, "0123456789abcdef0123456789abcdef", objects["Secret"].StringData["BRIDGE_AUTH_TOKENS"])
 		assert.NotContains(t, objects, "ServiceMonitor")
 		assert.NotContains(t, objects, "PrometheusRule")
+
+		// Asked for: a token generated at install.
+		objects = k8sObjects(t, run(t, "template", "bridge", chartDir, "--namespace", "events", "--set", "auth.generateToken=true"))
+		assert.Len(t, objects["Secret"].StringData["BRIDGE_AUTH_TOKENS"], 48)
+
+		cmd = exec.Command(helm, "template", "bridge", chartDir, "--set", "auth.tokens[0]=short")
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err = cmd.CombinedOutput()
+		require.Error(t, err)
+		assert.Contains(t, string(out), "auth.tokens: each token needs at least 16 random characters")
 	})
 
 	t.Run("registry lookups", func(t *testing.T) {
@@ -64,16 +83,16 @@ func TestHelmChart(t *testing.T) {
 		off := filepath.Join(t.TempDir(), "off.yaml")
 		require.NoError(t, os.WriteFile(off, []byte("registryLookup:\n  mode: off\n"), 0o600))
 		for _, args := range [][]string{nil, {"-f", off}} {
-			env := envOf(k8sObjects(t, run(t, append([]string{"template", "bridge", chartDir}, args...)...)))
+			env := envOf(k8sObjects(t, run(t, append([]string{"template", "bridge", chartDir, "--set", "auth.generateToken=true"}, args...)...)))
 			assert.NotContains(t, env, "BRIDGE_REGISTRY_LOOKUP", args)
 		}
-		cmd := exec.Command(helm, "template", "bridge", chartDir, "--set", "registryLookup.mode=required", "--set", "registryLookup.auth=basic")
+		cmd := exec.Command(helm, "template", "bridge", chartDir, "--set", "auth.generateToken=true", "--set", "registryLookup.mode=required", "--set", "registryLookup.auth=basic")
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 		out, err := cmd.CombinedOutput()
 		require.Error(t, err)
 		assert.Contains(t, string(out), "registryLookup.credentialsSecret is required with registryLookup.auth basic")
 
-		objects := k8sObjects(t, run(t, "template", "bridge", chartDir, "--set", "registryLookup.mode=required",
+		objects := k8sObjects(t, run(t, "template", "bridge", chartDir, "--set", "auth.generateToken=true", "--set", "registryLookup.mode=required",
 			"--set", "registryLookup.auth=basic", "--set", "registryLookup.credentialsSecret=acr-token"))
 		env := envOf(objects)
 		assert.Equal(t, "required", env["BRIDGE_REGISTRY_LOOKUP"])
@@ -92,6 +111,7 @@ func TestHelmChart(t *testing.T) {
 
 	t.Run("production", func(t *testing.T) {
 		rendered := run(t, "template", "bridge", chartDir, "--namespace", "events", "-f", production)
+		assert.Equal(t, string(rendered), string(run(t, "template", "bridge", chartDir, "--namespace", "events", "-f", production)), "two renders are the same")
 		objects := k8sObjects(t, rendered)
 		checkWorkload(t, objects)
 		assert.NotContains(t, objects, "Secret", "the production values use Secrets made ahead")
@@ -118,7 +138,7 @@ func TestHelmChart(t *testing.T) {
 	})
 
 	t.Run("refuses a memory limit it cannot derive GOMEMLIMIT from", func(t *testing.T) {
-		cmd := exec.Command(helm, "template", "bridge", chartDir, "--set", "resources.limits.memory=300M")
+		cmd := exec.Command(helm, "template", "bridge", chartDir, "--set", "auth.generateToken=true", "--set", "resources.limits.memory=300M")
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 		out, err := cmd.CombinedOutput()
 		require.Error(t, err)

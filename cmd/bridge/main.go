@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -84,9 +85,17 @@ func run(ctx context.Context, args []string, getenv environment, stdout, stderr 
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
+	var loopbackOnly bool
+	cfg.ListenAddr, loopbackOnly = listenAddr(cfg, getenv)
 	out := newLogWriter(stdout)
 	defer out.Close()
 	log := newLogger(cfg, out)
+	for _, w := range config.UnknownVariables(environNames()) {
+		log.Warn(w)
+	}
+	if loopbackOnly {
+		log.Warn("no authentication configured: listening on this machine only (" + cfg.ListenAddr + "); set BRIDGE_AUTH_TOKENS or BRIDGE_ENTRA_TENANT_ID and BRIDGE_ENTRA_AUDIENCE, or BRIDGE_LISTEN_ADDR explicitly, to take deliveries from elsewhere")
+	}
 	gc, err := gcpolicy.Set(getenv)
 	if err != nil {
 		log.Warn("garbage collector: the memory limit is left unset", "error", err)
@@ -94,6 +103,43 @@ func run(ctx context.Context, args []string, getenv environment, stdout, stderr 
 	log.Info("garbage collector", "gogc", gc.GOGC, "gogc_from", gc.GOGCFrom,
 		"memory_limit", memoryLimitText(gc.MemoryLimit), "memory_limit_from", gc.LimitFrom)
 	return serve(ctx, cfg, getenv, log)
+}
+
+// listenAddr is where the receiver listens: BRIDGE_LISTEN_ADDR when it is set, or when POSTs must
+// authenticate; otherwise (nobody said where, and nothing authenticates a POST) its port on 127.0.0.1 only.
+func listenAddr(cfg config.Config, getenv environment) (addr string, loopbackOnly bool) {
+	if _, explicit := getenv("BRIDGE_LISTEN_ADDR"); explicit || cfg.AuthEnabled() {
+		return cfg.ListenAddr, false
+	}
+	_, port, err := net.SplitHostPort(cfg.ListenAddr)
+	if err != nil {
+		return cfg.ListenAddr, false // validation refuses it before this
+	}
+	return net.JoinHostPort("127.0.0.1", port), true
+}
+
+// authName names how POSTs authenticate, for the start-up line.
+func authName(cfg config.Config) string {
+	switch {
+	case len(cfg.AuthTokens) > 0 && cfg.EntraEnabled():
+		return "tokens, Entra ID"
+	case len(cfg.AuthTokens) > 0:
+		return "tokens"
+	case cfg.EntraEnabled():
+		return "Entra ID"
+	}
+	return "none"
+}
+
+// environNames are the names of the process's environment variables, for the warning about BRIDGE_*
+// names that are no setting.
+var environNames = func() []string {
+	var names []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		names = append(names, name)
+	}
+	return names
 }
 
 // newLogger builds the one logger of the process. Secrets are never logged on purpose; as a second
@@ -298,7 +344,7 @@ func serveHTTP(ctx context.Context, cfg config.Config, handler http.Handler, nat
 		srv.TLSConfig = certs.config
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
-	log.Info("bridge listening", "addr", ln.Addr().String(), "scheme", scheme, "nats", natsURL, "mode", cfg.NATSMode,
+	log.Info("bridge listening", "addr", ln.Addr().String(), "scheme", scheme, "authentication", authName(cfg), "nats", natsURL, "mode", cfg.NATSMode,
 		"stream", cfg.Stream, "subject_prefix", cfg.SubjectPrefix, "ce_mode", cfg.CEMode)
 
 	serveErr := make(chan error, 1)

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/natsbridge/acr-nats-bridge/acrevent"
+	"github.com/natsbridge/acr-nats-bridge/config"
 	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -208,4 +209,24 @@ func TestAsideListeners(t *testing.T) {
 			assert.Equal(t, 404, resp.StatusCode, "not on the receiver's listener")
 		})
 	}
+}
+
+// Without authentication and without BRIDGE_LISTEN_ADDR, the receiver listens on this machine only; set
+// explicitly, or with a way to authenticate, where it is told.
+func TestListenAddrIsLoopbackWithoutAuthentication(t *testing.T) {
+	t.Parallel()
+	load := func(env map[string]string) (string, bool) {
+		getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+		cfg, err := config.Load(getenv)
+		require.NoError(t, err)
+		return listenAddr(cfg, getenv)
+	}
+	addr, loopback := load(nil)
+	assert.Equal(t, "127.0.0.1:8080", addr)
+	assert.True(t, loopback)
+	addr, loopback = load(map[string]string{"BRIDGE_LISTEN_ADDR": ":8080"})
+	assert.Equal(t, ":8080", addr, "set explicitly, as the image, compose file, manifests and chart do")
+	assert.False(t, loopback)
+	addr, _ = load(map[string]string{"BRIDGE_AUTH_TOKENS": "0123456789abcdef0123"})
+	assert.Equal(t, ":8080", addr, "POSTs must authenticate")
 }

@@ -35,10 +35,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if and .Values.auth.entra.tenantId .Values.auth.entra.audience }}true{{ end -}}
 {{- end -}}
 
-{{/* Whether the chart writes the Secret of BRIDGE_AUTH_TOKENS: tokens given, or none of the ways to
-     authenticate given (then it generates one, kept across upgrades). */}}
+{{/* Whether the chart writes the Secret of BRIDGE_AUTH_TOKENS: tokens given, or auth.generateToken (then
+     it generates one, kept across upgrades). With no way to authenticate given it renders nothing: a token
+     generated at render time would change on every `helm template` (Argo CD, Flux), rotating the token under
+     Event Grid, which dead-letters a 401 without retrying. */}}
 {{- define "bridge.ownAuthSecret" -}}
-{{- if and (not .Values.auth.existingSecret) (or .Values.auth.tokens (not (include "bridge.entra" .))) }}true{{ end -}}
+{{- if not (or .Values.auth.existingSecret .Values.auth.tokens (include "bridge.entra" .) .Values.auth.generateToken) -}}
+{{- fail "no way to authenticate deliveries: set auth.existingSecret (a Secret with the key BRIDGE_AUTH_TOKENS), auth.tokens, or auth.entra.tenantId and auth.entra.audience; or auth.generateToken=true to have the chart make a token at install (not for GitOps: helm template renders a new one each time)" -}}
+{{- end -}}
+{{- range .Values.auth.tokens -}}
+{{- if lt (len .) 16 -}}
+{{- fail "auth.tokens: each token needs at least 16 random characters (openssl rand -hex 32)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not .Values.auth.existingSecret) (or .Values.auth.tokens .Values.auth.generateToken) }}true{{ end -}}
 {{- end -}}
 
 {{/* The Secret holding BRIDGE_AUTH_TOKENS, if any: the user's, else the chart's. */}}

@@ -165,11 +165,17 @@ func checkMonitoring(t *testing.T, rendered []byte) {
 	for _, o := range yamlDocs[object](t, rendered) {
 		byKind[o.Kind] = o
 	}
-	sm, rule, svc := byKind["ServiceMonitor"], byKind["PrometheusRule"], byKind["Service"]
+	var svc object
+	for _, o := range yamlDocs[object](t, rendered) {
+		if o.Kind == "Service" && o.Metadata.Labels["app.kubernetes.io/component"] == "metrics" {
+			svc = o
+		}
+	}
+	sm, rule := byKind["ServiceMonitor"], byKind["PrometheusRule"]
 	require.NotEmpty(t, sm.Kind)
 	require.NotEmpty(t, rule.Kind)
 	for k, v := range sm.Spec.Selector.MatchLabels {
-		assert.Equal(t, v, svc.Metadata.Labels[k], "the ServiceMonitor selects the Service")
+		assert.Equal(t, v, svc.Metadata.Labels[k], "the ServiceMonitor selects the metrics Service")
 	}
 	require.Len(t, sm.Spec.Endpoints, 1)
 	assert.Equal(t, "metrics", sm.Spec.Endpoints[0].Port)

@@ -38,6 +38,7 @@ type k8sObject struct {
 		Selector struct {
 			MatchLabels map[string]string `yaml:"matchLabels"`
 		} `yaml:"selector"`
+		Type           string                      `yaml:"type"`
 		ScaleTargetRef struct{ Kind, Name string } `yaml:"scaleTargetRef"`
 		MinAvailable   int                         `yaml:"minAvailable"`
 		MinReplicas    int                         `yaml:"minReplicas"`
@@ -118,7 +119,8 @@ func TestKubernetesManifests(t *testing.T) {
 	assert.NotEmpty(t, cert.Spec.DNSNames)
 }
 
-// k8sObjects decodes a stream of YAML documents, by kind (one object of each).
+// k8sObjects decodes a stream of YAML documents, by kind (one object of each; the metrics Service is
+// "MetricsService").
 func k8sObjects(t *testing.T, b []byte) map[string]k8sObject {
 	t.Helper()
 	objects := map[string]k8sObject{}
@@ -126,8 +128,12 @@ func k8sObjects(t *testing.T, b []byte) map[string]k8sObject {
 		if o.Kind == "" {
 			continue
 		}
-		require.NotContains(t, objects, o.Kind, "one %s", o.Kind)
-		objects[o.Kind] = o
+		kind := o.Kind
+		if kind == "Service" && strings.HasSuffix(o.Metadata.Name, "-metrics") {
+			kind = "MetricsService" // /metrics apart from the receiver's Service
+		}
+		require.NotContains(t, objects, kind, "one %s", kind)
+		objects[kind] = o
 	}
 	return objects
 }
@@ -152,7 +158,7 @@ func yamlDocs[T any](t *testing.T, b []byte) []T {
 // Secret that is not among the objects (made ahead by the user) gets a placeholder value.
 func checkWorkload(t *testing.T, objects map[string]k8sObject) {
 	t.Helper()
-	for _, kind := range []string{"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"} {
+	for _, kind := range []string{"Deployment", "Service", "MetricsService", "PodDisruptionBudget", "HorizontalPodAutoscaler"} {
 		require.Contains(t, objects, kind)
 	}
 	dep := objects["Deployment"]
@@ -190,6 +196,12 @@ func checkWorkload(t *testing.T, objects map[string]k8sObject) {
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
+	if strings.HasPrefix(env["BRIDGE_AUTH_TOKENS"], "replace-with") {
+		// The raw manifest's placeholder: refused as it is, for anyone can read it; a real token in its place.
+		_, err := config.Load(os.LookupEnv)
+		require.ErrorContains(t, err, "is a placeholder")
+		t.Setenv("BRIDGE_AUTH_TOKENS", "0123456789abcdef0123456789abcdef")
+	}
 	cfg, err := config.Load(os.LookupEnv)
 	require.NoError(t, err, "the Deployment's settings are valid")
 	assert.True(t, cfg.AuthEnabled(), "a public bridge authenticates")
@@ -198,7 +210,12 @@ func checkWorkload(t *testing.T, objects map[string]k8sObject) {
 	for _, p := range c.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	assert.Equal(t, ":"+strconv.Itoa(ports["http"]), cfg.ListenAddr)
+	receiver := "http"
+	if cfg.TLSCertFile != "" {
+		receiver = "https" // the port is named for what it serves
+	}
+	require.Contains(t, ports, receiver)
+	assert.Equal(t, ":"+strconv.Itoa(ports[receiver]), cfg.ListenAddr)
 	assert.Equal(t, ":"+strconv.Itoa(ports["metrics"]), cfg.MetricsAddr)
 	assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
 	assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
@@ -210,9 +227,13 @@ func checkWorkload(t *testing.T, objects map[string]k8sObject) {
 	}
 	assert.Equal(t, wantScheme, c.LivenessProbe.HTTPGet.Scheme, "probes speak what the listener serves")
 	assert.Equal(t, wantScheme, c.ReadinessProbe.HTTPGet.Scheme, "probes speak what the listener serves")
-	for _, p := range objects["Service"].Spec.Ports {
-		assert.Contains(t, ports, p.TargetPort, "Service port %s", p.Name)
-	}
+	// The receiver's Service carries the receiver's port alone: /metrics is never published with it.
+	require.Len(t, objects["Service"].Spec.Ports, 1)
+	assert.Equal(t, receiver, objects["Service"].Spec.Ports[0].TargetPort)
+	metricsSvc := objects["MetricsService"]
+	assert.Contains(t, []string{"", "ClusterIP"}, metricsSvc.Spec.Type, "metrics inside the cluster only")
+	require.Len(t, metricsSvc.Spec.Ports, 1)
+	assert.Equal(t, "metrics", metricsSvc.Spec.Ports[0].TargetPort)
 	grace := time.Duration(pod.TerminationGracePeriodSeconds) * time.Second
 	preStop := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
 	assert.Greater(t, grace, cfg.ShutdownTimeout+preStop, "Kubernetes waits for the bridge's own shutdown")

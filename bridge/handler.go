@@ -52,13 +52,22 @@ type Server struct {
 	mux           *http.ServeMux
 	// handler is the mux wrapped in logRequests, built once.
 	handler http.Handler
-	// readyChecks are what /readyz asks besides the path; set before serving.
+	// readyChecks are what /readyz asks besides the path, and pullCheck what /readyz/pull asks; set
+	// before serving.
 	readyChecks []func(context.Context) error
+	pullCheck   func(context.Context) error
 }
 
 // AddReadyCheck makes /readyz answer 503 with check's error while it has one. Call it before serving.
 func (s *Server) AddReadyCheck(check func(context.Context) error) {
 	s.readyChecks = append(s.readyChecks, check)
+}
+
+// SetPullCheck is what GET /readyz/pull reports: the pull from an Event Grid namespace, apart from
+// /readyz, which answers for the pushed deliveries a Service routes and must not fail them because the
+// namespace does. Without it /readyz/pull is 404. Call it before serving.
+func (s *Server) SetPullCheck(check func(context.Context) error) {
+	s.pullCheck = check
 }
 
 // NewServer returns the HTTP handler of the bridge, handing deliveries to path and counting in its metrics.
@@ -217,6 +226,23 @@ func (s *Server) handleReadyz() http.Handler {
 			return
 		}
 		writeBody(w, http.StatusOK, textType, []byte("ready\n"))
+	})
+}
+
+func (s *Server) handleReadyzPull() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.pullCheck == nil {
+			writeBody(w, http.StatusNotFound, textType, []byte("no pull configured (BRIDGE_NAMESPACE_*)\n"))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.pullCheck(ctx); err != nil {
+			w.Header().Set("Retry-After", s.retryAfter())
+			writeBody(w, http.StatusServiceUnavailable, textType, []byte("not ready: "+err.Error()+"\n"))
+			return
+		}
+		writeBody(w, http.StatusOK, textType, []byte("pulling\n"))
 	})
 }
 

@@ -9,6 +9,7 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /webhooks/acr", s.authenticate(s.limitInflight(s.handleWebhook())))
 	s.mux.Handle("GET /healthz", s.handleHealthz())
 	s.mux.Handle("GET /readyz", s.handleReadyz())
+	s.mux.Handle("GET /readyz/pull", s.handleReadyzPull())
 	if s.opts.MetricsHandler != nil {
 		s.mux.Handle("GET /metrics", s.opts.MetricsHandler)
 	}

@@ -52,8 +52,14 @@ func pullingBridge(t *testing.T, ns *namespacetest.Namespace, natsURL, listen, k
 		"BRIDGE_NAMESPACE_KEY=" + key, "BRIDGE_NAMESPACE_MAX_WAIT=10s"}, bridgeBin)
 }
 
-func readyz(listen string) (int, string) {
-	resp, err := http.Get("http://" + listen + "/readyz")
+// readyz is what GET /readyz answers: readiness for pushed deliveries.
+func readyz(listen string) (int, string) { return get(listen, "/readyz") }
+
+// readyzPull is what GET /readyz/pull answers: the pull's health.
+func readyzPull(listen string) (int, string) { return get(listen, "/readyz/pull") }
+
+func get(listen, path string) (int, string) {
+	resp, err := http.Get("http://" + listen + path)
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -88,7 +94,7 @@ func TestPullBinary(t *testing.T) {
 		ns.Publish(ceEvent(fmt.Sprintf("first-%d", i)))
 	}
 	require.Eventually(t, func() bool { return len(ns.Acknowledged()) == n/2 }, 30*time.Second, 20*time.Millisecond, "%s", first.out)
-	code, body := readyz(listen)
+	code, body := readyzPull(listen)
 	assert.Equal(t, 200, code, body)
 
 	// Killed with events under way: what it had received and not acknowledged comes again once its
@@ -117,7 +123,8 @@ func TestPullBinary(t *testing.T) {
 	t.Logf("%d events stored once; %d redelivered after the kill, %d acknowledgements", len(stored), ns.Redelivered(), len(ns.Acknowledged()))
 }
 
-// A wrong key: the bridge starts, serves, and says in /readyz why it is not ready; it never crashes.
+// A wrong key: the bridge starts, serves, and says in /readyz/pull why the pull does not work; it never
+// crashes, and /readyz stays ready, so that pushed deliveries keep flowing to it behind a Service.
 func TestPullBinaryWrongKey(t *testing.T) {
 	ns := namespacetest.New(t, namespacetest.Options{MaxWaitScale: 50})
 	port := freePort(t)
@@ -125,9 +132,11 @@ func TestPullBinaryWrongKey(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p := pullingBridge(t, ns, fmt.Sprintf("nats://127.0.0.1:%d", port), listen, "a-key-that-is-wrong")
 	require.Eventually(t, func() bool {
-		code, body := readyz(listen)
+		code, body := readyzPull(listen)
 		return code == 503 && strings.Contains(body, "refuses the bridge (401 Unauthorized)")
 	}, 20*time.Second, 50*time.Millisecond, "%s", p.out)
+	code, body := readyz(listen)
+	assert.Equal(t, 200, code, "pushes are not failed for the pull's sake: %s", body)
 	assert.NotContains(t, p.out.String(), "a-key-that-is-wrong", "the key never reaches the log")
 	assert.Nil(t, p.cmd.ProcessState, "still running")
 }
@@ -197,7 +206,7 @@ func TestPullBinaryEntra(t *testing.T) {
 			ns.Publish(ceEvent("entra-1"), ceEvent("entra-2"))
 			if tc.receivers == nil {
 				require.Eventually(t, func() bool {
-					code, body := readyz(listen)
+					code, body := readyzPull(listen)
 					return code == 503 && strings.Contains(body, "refuses the bridge (403 Forbidden)")
 				}, 30*time.Second, 50*time.Millisecond, "%s", p.out)
 				assert.Empty(t, ns.Acknowledged())

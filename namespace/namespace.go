@@ -114,12 +114,16 @@ func New(opts Options, d Deliverer, reg prometheus.Registerer, log *slog.Logger)
 		return nil, fmt.Errorf("namespace client: %w", err)
 	}
 	p := &Puller{opts: opts, client: client, deliver: d, dec: cloudevents.Decoder{MaxDepth: opts.MaxJSONDepth}, log: log, metrics: newMetrics(reg), release: release}
-	p.problem.Store(new(string))
+	first := notYet
+	p.problem.Store(&first)
 	return p, nil
 }
 
-// Ready reports why the namespace cannot be used now: it refuses the bridge, the topic or subscription is
-// missing, or it cannot be reached. Nil while receiving works (or has not failed yet).
+// notYet is the problem until the first receive call succeeds: the pull is not known to work.
+const notYet = "no receive call has succeeded yet"
+
+// Ready reports why the namespace cannot be used now: no receive call has succeeded yet, it refuses the
+// bridge, the topic or subscription is missing, or it cannot be reached. Nil while receiving works.
 func (p *Puller) Ready(context.Context) error {
 	if pr := *p.problem.Load(); pr != "" {
 		return fmt.Errorf("event grid namespace: %s", pr)
@@ -225,11 +229,16 @@ func backoff(failures int) time.Duration {
 func (p *Puller) setProblem(pr string) {
 	p.problemMu.Lock()
 	defer p.problemMu.Unlock()
-	if *p.problem.Load() == pr {
+	prev := *p.problem.Load()
+	if prev == pr {
 		return
 	}
 	p.problem.Store(&pr)
-	if pr == "" {
+	switch {
+	case pr == "" && prev == notYet:
+		p.log.Info("Event Grid namespace receiving", "topic", p.opts.Topic, "subscription", p.opts.Subscription)
+		return
+	case pr == "":
 		p.log.Info("Event Grid namespace receiving again", "topic", p.opts.Topic, "subscription", p.opts.Subscription)
 		return
 	}

@@ -288,11 +288,13 @@ func TestPullPassthroughOffRejects(t *testing.T) {
 	assert.Equal(t, map[string]int{"acr-1": 1}, r.stored())
 }
 
-// A wrong key: /readyz says why, the log says it once, and the receivers back off rather than spin.
+// A wrong key: /readyz/pull says why, the log says it once, and the receivers back off rather than spin.
 func TestPullWrongKey(t *testing.T) {
 	r := newRig(t, rigOptions{key: "not-the-key"})
-	require.Eventually(t, func() bool { return r.puller.Ready(context.Background()) != nil }, 10*time.Second, 20*time.Millisecond)
-	assert.ErrorContains(t, r.puller.Ready(context.Background()), "refuses the bridge (401 Unauthorized)")
+	require.Eventually(t, func() bool {
+		err := r.puller.Ready(context.Background())
+		return err != nil && strings.Contains(err.Error(), "refuses the bridge (401 Unauthorized)")
+	}, 10*time.Second, 20*time.Millisecond)
 	time.Sleep(2 * time.Second)
 	assert.LessOrEqual(t, r.ns.Requests("unauthorized"), 8, "two receivers backing off from 1 s")
 	assert.Equal(t, 1, strings.Count(r.logs.String(), "Event Grid namespace receive failing"), "logged when it changed, once")
@@ -302,8 +304,20 @@ func TestPullWrongKey(t *testing.T) {
 // A subscription that does not exist is a clear not-ready reason.
 func TestPullMissingSubscription(t *testing.T) {
 	r := newRig(t, rigOptions{subscription: "nobody"})
-	require.Eventually(t, func() bool { return r.puller.Ready(context.Background()) != nil }, 10*time.Second, 20*time.Millisecond)
-	assert.ErrorContains(t, r.puller.Ready(context.Background()), "topic or subscription not found")
+	require.Eventually(t, func() bool {
+		err := r.puller.Ready(context.Background())
+		return err != nil && strings.Contains(err.Error(), "topic or subscription not found")
+	}, 10*time.Second, 20*time.Millisecond)
+}
+
+// Until a receive call succeeds, the pull is not known to work: not ready, saying so.
+func TestPullNotReadyBeforeTheFirstReceive(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	require.Eventually(t, func() bool { return r.puller.Ready(context.Background()) == nil }, 10*time.Second, 20*time.Millisecond, "ready once receiving")
+	idle, err := namespace.New(namespace.Options{Endpoint: r.ns.URL, Topic: "acr-events", Subscription: "bridge", Key: r.ns.Key,
+		Receivers: 1, MaxEvents: 1, MaxWait: 10 * time.Second}, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	assert.ErrorContains(t, idle.Ready(context.Background()), "no receive call has succeeded yet", "a puller that has not received")
 }
 
 // A shutdown that begins while a received batch is being delivered lets it finish and settles it: every

@@ -310,7 +310,9 @@ func startPulling(ctx context.Context, cfg config.Config, getenv environment, pa
 	if err != nil {
 		return nil, err
 	}
-	handler.AddReadyCheck(puller.Ready)
+	// Its health is /readyz/pull's, not /readyz's: a namespace fault must not take pushed deliveries out
+	// of the Service.
+	handler.SetPullCheck(puller.Ready)
 	pullCtx, cancel := context.WithCancel(ctx)
 	pulled := make(chan struct{})
 	go func() { puller.Run(pullCtx); close(pulled) }()

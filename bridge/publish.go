@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,6 +104,11 @@ func (p *JetStream) Close() {
 // EnsureStream checks that the stream exists and, when allowed, creates it. An existing stream is left
 // as its operator configured it.
 func (p *JetStream) EnsureStream(ctx context.Context) error {
+	// Not connected, a lookup would fail with what the client says of its buffers, which is no reason a
+	// person can act on.
+	if st := p.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("%w: NATS is not reachable (connection %s); the bridge keeps trying (BRIDGE_NATS_URL)", ErrUnavailable, strings.ToLower(st.String()))
+	}
 	p.createMu.Lock()
 	defer p.createMu.Unlock()
 	s, err := p.js.Stream(ctx, p.stream.Name)

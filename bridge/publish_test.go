@@ -3,11 +3,14 @@ package bridge_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -257,4 +260,22 @@ func TestAtomicBatchMetrics(t *testing.T) {
 	assert.Equal(t, 1.0, m[`bridge_atomic_batch_messages_count`])
 	assert.Equal(t, 3.0, m[`bridge_atomic_batch_messages_sum`])
 	assert.Equal(t, 3.0, m[`bridge_events_duplicates_total`])
+}
+
+// With NATS unreachable at start, the stream check says so, not what the client says of its buffers.
+func TestEnsureStreamSaysNATSIsUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	nc, err := nats.Connect("nats://"+addr, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
+	require.NoError(t, err)
+	defer nc.Close()
+	pub, err := bridge.NewJetStream(nc, bridge.StreamConfig{Name: "ACR_EVENTS", Subjects: []string{"acr.>"}, Create: true}, time.Second, 100, nil, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer pub.Close()
+	err = pub.EnsureStream(context.Background())
+	require.ErrorIs(t, err, bridge.ErrUnavailable)
+	assert.Contains(t, err.Error(), "NATS is not reachable")
+	assert.NotContains(t, err.Error(), "outbound buffer")
 }

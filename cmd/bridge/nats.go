@@ -9,7 +9,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -23,6 +25,8 @@ type natsConn struct {
 	nc       *nats.Conn
 	embedded *server.Server
 	url      string
+	// lock holds the embedded server's store directory while it runs.
+	lock *os.File
 }
 
 // connectNATS connects to BRIDGE_NATS_URL, or starts an embedded server when it is empty.
@@ -104,6 +108,20 @@ func startEmbedded(cfg config.Config, log *slog.Logger) (*natsConn, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("BRIDGE_EMBEDDED_NATS_DIR: %w", err)
 	}
+	// One process at a time: two servers writing one JetStream store would corrupt it.
+	lock, err := lockStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	// A port in use is an error now, not after the server's start-up wait.
+	if port != server.RANDOM_PORT {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("embedded NATS cannot listen on %s (BRIDGE_EMBEDDED_NATS_ADDR): %w; is another bridge or nats-server running? Set BRIDGE_EMBEDDED_NATS_ADDR to another port, or BRIDGE_NATS_URL to use that server", cfg.EmbeddedNATSAddr, err)
+		}
+		l.Close()
+	}
 	// The embedded server is the only copy of what it stores, so by default it syncs every write before
 	// the PubAck that lets the bridge answer 200; NATS's own default syncs every two minutes, and a power
 	// cut in between would lose events that Event Grid already counts as delivered.
@@ -124,23 +142,45 @@ func startEmbedded(cfg config.Config, log *slog.Logger) (*natsConn, error) {
 		NoSigs:       true,
 	})
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
 	ns.SetLoggerV2(natsLogger{log.With("component", "nats-server")}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
+		lock.Close()
 		return nil, fmt.Errorf("embedded NATS did not start on %s (BRIDGE_EMBEDDED_NATS_ADDR); is the port in use?", cfg.EmbeddedNATSAddr)
 	}
 	url := ns.ClientURL()
 	nc, err := nats.Connect(url, nats.Name("acr-nats-bridge"), nats.InProcessServer(ns))
 	if err != nil {
 		ns.Shutdown()
+		lock.Close()
 		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
 	}
 	log.Info("embedded NATS server started", "url", url, "store_dir", dir, "sync", sync,
 		"max_payload", cfg.EmbeddedNATSMaxPayload, "hint", "subscribe with: nats --server "+url+" sub '"+cfg.SubjectPrefix+".>'")
-	return &natsConn{nc: nc, embedded: ns, url: url}, nil
+	return &natsConn{nc: nc, embedded: ns, url: url, lock: lock}, nil
+}
+
+// lockStore takes the store directory's lock file for this process, or says which process holds it. The
+// lock is the kernel's (flock), so a process that dies releases it.
+func lockStore(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "bridge.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("BRIDGE_EMBEDDED_NATS_DIR: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		return nil, fmt.Errorf("BRIDGE_EMBEDDED_NATS_DIR %s is in use by another bridge (%s): two embedded servers cannot share one store; give this one a directory of its own, or BRIDGE_NATS_URL to use the other's server",
+			dir, strings.TrimSpace(string(holder)))
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d", os.Getpid())), 0)
+	return f, nil
 }
 
 // close drains the connection, so that every publish already made is flushed, then stops the embedded
@@ -159,6 +199,9 @@ func (c *natsConn) close(log *slog.Logger) {
 	if c.embedded != nil {
 		c.embedded.Shutdown()
 		c.embedded.WaitForShutdown()
+		if c.lock != nil {
+			c.lock.Close()
+		}
 	}
 	// Logged here rather than from the ClosedHandler, which runs on its own goroutine and could lose the
 	// race with the process's exit.

@@ -2,7 +2,10 @@ package main
 
 import (
 	"log/slog"
+	"net"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -50,4 +53,39 @@ func TestEmbeddedNATSSync(t *testing.T) {
 			assert.Contains(t, logs.String(), tc.logSaysSub)
 		})
 	}
+}
+
+// Two bridges on one embedded store directory: the second fails at once, saying which process holds it; the
+// first's store is untouched. Once the first stops, the directory is free again.
+func TestEmbeddedStoreIsLocked(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "nats")
+	cfg, err := config.Load(mapEnv(map[string]string{"BRIDGE_EMBEDDED_NATS_ADDR": "127.0.0.1:0", "BRIDGE_EMBEDDED_NATS_DIR": dir}))
+	require.NoError(t, err)
+	first, err := startEmbedded(cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = startEmbedded(cfg, slog.New(slog.DiscardHandler))
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), 2*time.Second, "at once")
+	assert.Contains(t, err.Error(), "is in use by another bridge (pid "+strconv.Itoa(os.Getpid())+")")
+	first.close(slog.New(slog.DiscardHandler))
+	again, err := startEmbedded(cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err, "free once the first stopped")
+	again.close(slog.New(slog.DiscardHandler))
+}
+
+// A port already in use fails at once, naming the setting.
+func TestEmbeddedPortInUse(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	cfg, err := config.Load(mapEnv(map[string]string{"BRIDGE_EMBEDDED_NATS_ADDR": l.Addr().String(), "BRIDGE_EMBEDDED_NATS_DIR": filepath.Join(t.TempDir(), "nats")}))
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = startEmbedded(cfg, slog.New(slog.DiscardHandler))
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), 2*time.Second, "at once, not after the server's 10 s wait")
+	assert.Contains(t, err.Error(), "embedded NATS cannot listen on "+l.Addr().String()+" (BRIDGE_EMBEDDED_NATS_ADDR)")
 }

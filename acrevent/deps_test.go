@@ -1,7 +1,10 @@
 package acrevent_test
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -28,4 +31,33 @@ func TestImportsOnlyStandardLibraryAndNATS(t *testing.T) {
 		}
 		assert.True(t, slices.Contains(natsDeps, dep), "acrevent depends on %s, which is not nats.go's", dep)
 	}
+}
+
+// Every Go block of the docs is a piece of a run example: the same lines, in order, in example_test.go,
+// whose examples check what they print.
+func TestDocsGoBlocksAreRunExamples(t *testing.T) {
+	examples, err := os.ReadFile("example_test.go")
+	require.NoError(t, err)
+	norm := func(s string) string {
+		var lines []string
+		for _, l := range strings.Split(s, "\n") {
+			if l = strings.Join(strings.Fields(l), " "); l != "" {
+				lines = append(lines, l)
+			}
+		}
+		return strings.Join(lines, "\n")
+	}
+	source := norm(string(examples))
+	docs, err := filepath.Glob(filepath.Join("..", "docs", "*.md"))
+	require.NoError(t, err)
+	blocks := 0
+	for _, f := range append(docs, filepath.Join("..", "README.md")) {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(b), -1) {
+			blocks++
+			assert.Contains(t, source, norm(m[1]), "%s: a Go block that is no part of acrevent's examples", filepath.Base(f))
+		}
+	}
+	assert.Positive(t, blocks)
 }

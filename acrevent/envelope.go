@@ -194,3 +194,51 @@ func (t *Target) Subject() string {
 	}
 	return t.Repository
 }
+
+// Repository is the repository the event is about, "" when it names none (a ping has no target): safe on
+// any envelope, where Target may be nil.
+func (d *EventData) Repository() string {
+	if d == nil || d.Target == nil {
+		return ""
+	}
+	return d.Target.Repository
+}
+
+// Tag is the tag pushed or deleted, "" when there is none (a push by digest, a ping).
+func (d *EventData) Tag() string {
+	if d == nil || d.Target == nil {
+		return ""
+	}
+	return d.Target.Tag
+}
+
+// Digest is the manifest's digest, "" when the event names none.
+func (d *EventData) Digest() string {
+	if d == nil || d.Target == nil {
+		return ""
+	}
+	return d.Target.Digest
+}
+
+// Reference is repository:tag, else repository@digest, else the repository ("" for a ping): what a deploy
+// bot pulls.
+func (d *EventData) Reference() string {
+	switch repo := d.Repository(); {
+	case repo == "":
+		return ""
+	case d.Tag() != "":
+		return repo + ":" + d.Tag()
+	case d.Digest() != "":
+		return repo + "@" + d.Digest()
+	default:
+		return repo
+	}
+}
+
+// Kind is what the event is about (one of the Kind constants), "" for a ping.
+func (d *EventData) Kind() string {
+	if d == nil || d.Artifact == nil {
+		return ""
+	}
+	return d.Artifact.Kind
+}

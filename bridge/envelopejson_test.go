@@ -29,10 +29,15 @@ func sampleData(t testing.TB) [][]byte {
 			out = append(out, b)
 			continue
 		}
-		var events []struct{ Data json.RawMessage }
+		var events []struct {
+			Data            json.RawMessage
+			EventType, Type string
+		}
 		require.NoError(t, json.Unmarshal(b, &events), file)
 		for _, ev := range events {
-			out = append(out, ev.Data)
+			if t := ev.EventType + ev.Type; strings.HasPrefix(t, "Microsoft.ContainerRegistry.") && len(ev.Data) > 0 && ev.Data[0] == '{' {
+				out = append(out, ev.Data) // ACR event data; not a dead letter's or another type's
+			}
 		}
 	}
 	return out

@@ -75,6 +75,8 @@ var goldenCases = []struct {
 	{"webhook-helm-chart-push", "/webhooks/acr", []string{"Content-Type", "application/json"}},
 	{"webhook-manifest-list-push", "/webhooks/acr", []string{"Content-Type", "application/json"}},
 	{"eventgrid-index-deleted", "/eventgrid", []string{"Content-Type", "application/json", "aeg-event-type", "Notification"}},
+	// One delivery of what a consumer meets besides envelopes: a dead letter and a passed-through event.
+	{"eventgrid-mixed-batch", "/eventgrid", []string{"Content-Type", "application/json", "aeg-event-type", "Notification"}},
 }
 
 func TestGolden(t *testing.T) {

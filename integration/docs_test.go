@@ -70,3 +70,21 @@ func TestDocsLinks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(ci), "\ngo test -race ./...\n", "CI runs the README's test command")
 }
+
+// The docs' nats CLI commands run where there is no terminal (a script, CI, a pipe): no paging view, and a
+// consumer add that takes its defaults rather than asking.
+func TestDocsNATSCommandsNeedNoTerminal(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "docs", "*.md"))
+	require.NoError(t, err)
+	files = append(files, filepath.Join("..", "README.md"), filepath.Join("..", "deployments", "helm", "acr-nats-bridge", "templates", "NOTES.txt"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for i, line := range strings.Split(string(b), "\n") {
+			assert.NotContains(t, line, "nats stream view", "%s:%d pages, which wants a terminal", filepath.Base(f), i+1)
+			if strings.Contains(line, "nats consumer add") {
+				assert.Contains(t, line, "--defaults", "%s:%d prompts without --defaults", filepath.Base(f), i+1)
+			}
+		}
+	}
+}

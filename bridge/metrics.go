@@ -143,6 +143,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, result := range []string{"committed", "refused", "failed"} {
 		m.batches.WithLabelValues(result)
 	}
+	// The events received exist from the start too, for every origin and the types known by name.
+	for _, origin := range []cloudevents.Schema{cloudevents.SchemaWebhook, cloudevents.SchemaEventGrid, cloudevents.SchemaCloudEvents} {
+		for _, typ := range []string{acrevent.TypeImagePushed, acrevent.TypeImageDeleted, acrevent.TypeChartPushed, acrevent.TypeChartDeleted,
+			acrevent.TypeImageQuarantined, acrevent.TypePing, cloudevents.TypeSubscriptionValidation, cloudevents.TypeSubscriptionDeleted, "other"} {
+			m.received.WithLabelValues(string(origin), typ)
+		}
+	}
 	// Every reason exists from the start, so alerts and dashboards see 0 rather than no series.
 	for _, reason := range []string{"malformed", "unauthorized", "keys_unavailable", "too_large",
 		"overloaded", "unavailable", "lookup_unavailable", "internal"} {

@@ -112,3 +112,18 @@ func TestMetricsOfRefusals(t *testing.T) {
 	assert.Equal(t, 1.0, m[`bridge_http_requests_total{code="401",route="POST /eventgrid"}`])
 	assert.Zero(t, m[`bridge_events_published_total{kind="acr"}`])
 }
+
+// Before the first event, bridge_events_received_total has its series at 0, as the docs say of every
+// label: a rate or an alert has a series from the start.
+func TestReceivedStartsAtZero(t *testing.T) {
+	e := newEnv(t, withMetrics)
+	m := e.scrape()
+	for _, origin := range []string{"webhook", "eventgrid", "cloudevents"} {
+		for _, typ := range []string{"Microsoft.ContainerRegistry.ImagePushed", "Microsoft.ContainerRegistry.Ping", "other"} {
+			series := fmt.Sprintf(`bridge_events_received_total{origin=%q,type=%q}`, origin, typ)
+			v, ok := m[series]
+			assert.True(t, ok, "%s exists", series)
+			assert.Zero(t, v, series)
+		}
+	}
+}

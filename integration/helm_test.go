@@ -22,8 +22,12 @@ var chartDir = filepath.Join("..", "deployments", "helm", "acr-nats-bridge")
 // the raw manifests.
 func TestHelmChart(t *testing.T) {
 	helm, _ := buildFromModule(t, "helm.sh/helm/v3", helmVersion, "helm.sh/helm/v3/cmd/helm")
+	// The cluster's version, as helm install and Argo CD give it; helm template's offline default (1.20)
+	// is under the chart's kubeVersion.
+	const kube = "1.31.0"
 	run := func(t *testing.T, args ...string) []byte {
 		t.Helper()
+		args = append(args, "--kube-version", kube)
 		cmd := exec.Command(helm, args...)
 		// helm keeps its caches and repositories under HOME; the test needs none of them.
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "HELM_CACHE_HOME="+t.TempDir(),
@@ -44,7 +48,7 @@ func TestHelmChart(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
 		// No way to authenticate was given: the chart renders nothing rather than a secret made up at
 		// render time, which GitOps tools would render anew each time.
-		cmd := exec.Command(helm, "template", "bridge", chartDir, "--namespace", "events")
+		cmd := exec.Command(helm, "template", "bridge", chartDir, "--namespace", "events", "--kube-version", kube)
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 		out, err := cmd.CombinedOutput()
 		require.Error(t, err)
@@ -64,7 +68,7 @@ func TestHelmChart(t *testing.T) {
 		objects = k8sObjects(t, run(t, "template", "bridge", chartDir, "--namespace", "events", "--set", "auth.generateToken=true"))
 		assert.Len(t, objects["Secret"].StringData["BRIDGE_AUTH_TOKENS"], 48)
 
-		cmd = exec.Command(helm, "template", "bridge", chartDir, "--set", "auth.tokens[0]=short")
+		cmd = exec.Command(helm, "template", "bridge", chartDir, "--kube-version", kube, "--set", "auth.tokens[0]=short")
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 		out, err = cmd.CombinedOutput()
 		require.Error(t, err)
@@ -86,7 +90,7 @@ func TestHelmChart(t *testing.T) {
 			env := envOf(k8sObjects(t, run(t, append([]string{"template", "bridge", chartDir, "--set", "auth.generateToken=true"}, args...)...)))
 			assert.NotContains(t, env, "BRIDGE_REGISTRY_LOOKUP", args)
 		}
-		cmd := exec.Command(helm, "template", "bridge", chartDir, "--set", "auth.generateToken=true", "--set", "registryLookup.mode=required", "--set", "registryLookup.auth=basic")
+		cmd := exec.Command(helm, "template", "bridge", chartDir, "--kube-version", kube, "--set", "auth.generateToken=true", "--set", "registryLookup.mode=required", "--set", "registryLookup.auth=basic")
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 		out, err := cmd.CombinedOutput()
 		require.Error(t, err)
@@ -137,8 +141,39 @@ func TestHelmChart(t *testing.T) {
 		assert.Equal(t, string(repo), string(chart), "copy deployments/prometheus/alerts.yaml into the chart's files/")
 	})
 
+	t.Run("what an operator can get wrong", func(t *testing.T) {
+		fails := func(want string, args ...string) {
+			t.Helper()
+			cmd := exec.Command(helm, append([]string{"template", "bridge", chartDir, "--set", "auth.generateToken=true", "--kube-version", kube}, args...)...)
+			cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+			out, err := cmd.CombinedOutput()
+			require.Error(t, err, "%s", out)
+			assert.Contains(t, string(out), want)
+		}
+		fails("goMemLimitPercent 150: a share of resources.limits.memory from 10 to 100", "--set", "goMemLimitPercent=150")
+		fails("goMemLimitPercent 0", "--set", "goMemLimitPercent=0")
+		fails("chart requires kubeVersion", "--kube-version", "1.29.0") // the last --kube-version wins
+
+		chart, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
+		require.NoError(t, err)
+		assert.Contains(t, string(chart), `kubeVersion: ">=1.30.0-0"`, "preStop sleep needs 1.30")
+
+		pull := func(args ...string) string {
+			objects := k8sObjects(t, run(t, append([]string{"template", "bridge", chartDir, "--set", "auth.generateToken=true"}, args...)...))
+			return objects["Deployment"].Spec.Template.Spec.Containers[0].ImagePullPolicy
+		}
+		assert.Equal(t, "Always", pull(), "the default tag, latest, moves: pulled every time")
+		assert.Equal(t, "IfNotPresent", pull("--set", "image.tag=1.0.0"))
+
+		// helm template does not render NOTES.txt, and an install needs a cluster: the template is read.
+		notes, err := os.ReadFile(filepath.Join(chartDir, "templates", "NOTES.txt"))
+		require.NoError(t, err)
+		assert.Contains(t, string(notes), "{{- if not .Values.stream.create }}")
+		assert.Contains(t, string(notes), "must exist before the bridge is ready")
+	})
+
 	t.Run("refuses a memory limit it cannot derive GOMEMLIMIT from", func(t *testing.T) {
-		cmd := exec.Command(helm, "template", "bridge", chartDir, "--set", "auth.generateToken=true", "--set", "resources.limits.memory=300M")
+		cmd := exec.Command(helm, "template", "bridge", chartDir, "--kube-version", kube, "--set", "auth.generateToken=true", "--set", "resources.limits.memory=300M")
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 		out, err := cmd.CombinedOutput()
 		require.Error(t, err)

@@ -62,7 +62,8 @@ type k8sObject struct {
 }
 
 type k8sContainer struct {
-	Ports []struct {
+	ImagePullPolicy string `yaml:"imagePullPolicy"`
+	Ports           []struct {
 		Name          string `yaml:"name"`
 		ContainerPort int    `yaml:"containerPort"`
 	} `yaml:"ports"`

@@ -72,5 +72,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if le $mib 0 -}}
 {{- fail (printf "resources.limits.memory %q: write it as a whole number of Mi or Gi" $mem) -}}
 {{- end -}}
-{{- printf "%dMiB" (div (mul $mib (int .Values.goMemLimitPercent)) 100) -}}
+{{- $pct := int .Values.goMemLimitPercent -}}
+{{- if or (lt $pct 10) (gt $pct 100) -}}
+{{- fail (printf "goMemLimitPercent %v: a share of resources.limits.memory from 10 to 100 (90 leaves room for what Go does not count)" .Values.goMemLimitPercent) -}}
+{{- end -}}
+{{- printf "%dMiB" (div (mul $mib $pct) 100) -}}
 {{- end -}}

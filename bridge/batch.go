@@ -68,8 +68,6 @@ type delivery struct {
 type commitResult struct {
 	acks []Ack
 	err  error
-	// shared is set when the batch held other deliveries too, whose messages may be why it was refused.
-	shared bool
 }
 
 // followStream turns atomic batch publishing on or off as the stream's configuration allows, and says so
@@ -126,19 +124,14 @@ func (p *JetStream) commit(ctx context.Context, msgs []*nats.Msg) ([]Ack, error)
 	}
 }
 
-// settle returns the acks of a committed batch. A refused batch stored nothing: msgs are then tried in a
-// batch of their own, if they shared one (another delivery's message may have been the reason), and
-// last one by one, where each message gets JetStream's own answer, a duplicate included.
+// settle returns the acks of a committed batch. A refused batch stored nothing: msgs are then published
+// one by one, where each message gets JetStream's own answer, a duplicate included. Not in a batch of
+// their own first: a core NATS subscriber sees every message of every attempt, refused or not, so one
+// fallback keeps what it sees of an event to the batch and the one-by-one publish, twice at most.
 func (p *JetStream) settle(ctx context.Context, msgs []*nats.Msg, res commitResult) ([]Ack, error) {
 	var refused *batchRefusedError
 	if !errors.As(res.err, &refused) {
 		return res.acks, res.err
-	}
-	if res.shared {
-		acks, err := p.publishBatch(ctx, msgs)
-		if !errors.As(err, &refused) {
-			return acks, err
-		}
 	}
 	p.log.Debug("atomic batch refused; publishing its messages one by one", "messages", len(msgs), "reason", refused.err)
 	return p.publish(ctx, msgs)
@@ -192,7 +185,7 @@ func (p *JetStream) commitGroup(group []*delivery, n int) {
 	cancel()
 	off := 0
 	for _, d := range group {
-		res := commitResult{err: err, shared: len(group) > 1}
+		res := commitResult{err: err}
 		if err == nil {
 			res.acks = acks[off : off+len(d.msgs) : off+len(d.msgs)]
 		}

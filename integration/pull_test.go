@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/natsbridge/acr-nats-bridge/entra"
 	"github.com/natsbridge/acr-nats-bridge/entra/entratest"
+	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 	"github.com/natsbridge/acr-nats-bridge/namespace/namespacetest"
 )
 
@@ -218,5 +220,30 @@ func TestPullBinaryEntra(t *testing.T) {
 			assert.Contains(t, p.out.String(), `"auth":"Microsoft Entra ID"`)
 			assert.NotContains(t, p.out.String(), authority.ClientSecret)
 		})
+	}
+}
+
+// Pull without Azure, as docs/azure.md shows it: the stand-in command serves a namespace with sample
+// events and writes the settings; the built bridge, given them, pulls the events into its embedded NATS.
+func TestPullStandinCommand(t *testing.T) {
+	standin := filepath.Join(t.TempDir(), "standin")
+	out, err := exec.Command("go", "build", "-o", standin, "github.com/natsbridge/acr-nats-bridge/namespace/namespacetest/standin").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	envFile := filepath.Join(t.TempDir(), "standin.env")
+	start(t, nil, standin, "--addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--env", envFile, "--dir", t.TempDir())
+	require.Eventually(t, func() bool { _, err := os.Stat(envFile); return err == nil }, 20*time.Second, 20*time.Millisecond)
+	b, err := os.ReadFile(envFile)
+	require.NoError(t, err)
+	env := strings.Fields(string(b))
+	require.Len(t, env, 5, "%s", b)
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p, url := bridgeProcess(t, append(env, "BRIDGE_EMBEDDED_NATS_ADDR="+natsAddr, "BRIDGE_EMBEDDED_NATS_DIR="+t.TempDir(), "BRIDGE_NAMESPACE_MAX_WAIT=10s")...)
+	require.Eventually(t, func() bool {
+		return len(natstest.StoredAt(t, "nats://"+natsAddr, "ACR_EVENTS")) == 3
+	}, 30*time.Second, 100*time.Millisecond, "%s", p.out)
+	code, body := readyzPull(strings.TrimPrefix(url, "http://"))
+	assert.Equal(t, 200, code, body)
+	for _, m := range natstest.StoredAt(t, "nats://"+natsAddr, "ACR_EVENTS") {
+		assert.Equal(t, "acr.image.pushed.myregistry.hello-world", m.Subject)
 	}
 }

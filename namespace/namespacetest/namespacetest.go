@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -98,6 +99,17 @@ type entry struct {
 // New starts a stand-in namespace that stops with the test.
 func New(t testing.TB, opts Options) *Namespace {
 	t.Helper()
+	n, err := Start(opts, "127.0.0.1:0", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+// Start runs a stand-in namespace on addr (port 0 picks a free one) until Close, writing its certificate
+// into dir: for `go run ./namespace/namespacetest/standin`, pull without Azure.
+func Start(opts Options, addr, dir string) (*Namespace, error) {
 	if opts.Topic == "" {
 		opts.Topic = "acr-events"
 	}
@@ -116,18 +128,32 @@ func New(t testing.TB, opts Options) *Namespace {
 	if opts.MaxWaitScale < 1 {
 		opts.MaxWaitScale = 1
 	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("stand-in namespace: %w", err)
+	}
 	n := &Namespace{Key: opts.Key, opts: opts, changed: make(chan struct{}), requests: map[string]int{}}
-	n.server = httptest.NewTLSServer(http.HandlerFunc(n.serve))
-	t.Cleanup(n.server.Close)
+	n.server = httptest.NewUnstartedServer(http.HandlerFunc(n.serve))
+	n.server.Listener.Close()
+	n.server.Listener = l
+	n.server.StartTLS()
 	n.URL = n.server.URL
 	n.Client = n.server.Client()
-	n.CertFile = filepath.Join(t.TempDir(), "namespace.pem")
+	n.CertFile = filepath.Join(dir, "namespace.pem")
 	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: n.server.Certificate().Raw})
 	if err := os.WriteFile(n.CertFile, cert, 0o600); err != nil {
-		t.Fatal(err)
+		n.server.Close()
+		return nil, err
 	}
-	return n
+	return n, nil
 }
+
+// Close stops the stand-in.
+func (n *Namespace) Close() { n.server.Close() }
+
+// Topic and Subscription are the names the stand-in serves.
+func (n *Namespace) Topic() string        { return n.opts.Topic }
+func (n *Namespace) Subscription() string { return n.opts.Subscription }
 
 // Publish puts events, each one CloudEvent in structured JSON, on the subscription, as the topic would.
 func (n *Namespace) Publish(events ...[]byte) {

@@ -41,7 +41,7 @@ func TestSamplesTakeTheFastPath(t *testing.T) {
 	for _, b := range sampleObjects(t) {
 		got, ok := readWire(b, DefaultMaxDepth)
 		require.True(t, ok, "declined %s", b)
-		if len(got.Data) > 0 {
+		if len(got.Data) > 0 && got.Data[0] == '{' { // an object is kept parsed; a dead letter's string is not
 			assert.Equal(t, jsonscan.Object, got.data.Kind(), "data not kept parsed: %s", b)
 		}
 		var want wireEvent

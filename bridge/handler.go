@@ -209,16 +209,30 @@ func (s *Server) handleHealthz() http.Handler {
 	})
 }
 
+// readyBudget is how long /readyz asks NATS before answering 503: inside the 2 s a probe allows, whatever
+// NATS does (a stalled server holds the connection's lock, which a check may wait on).
+const readyBudget = 1500 * time.Millisecond
+
 func (s *Server) handleReadyz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(r.Context(), readyBudget)
 		defer cancel()
-		err := s.path.CanStore(ctx)
-		for _, check := range s.readyChecks {
-			if err != nil {
-				break
+		done := make(chan error, 1)
+		go func() {
+			err := s.path.CanStore(ctx)
+			for _, check := range s.readyChecks {
+				if err != nil {
+					break
+				}
+				err = check(ctx)
 			}
-			err = check(ctx)
+			done <- err
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("%w: NATS did not answer within %s", ErrUnavailable, readyBudget)
 		}
 		if err != nil {
 			w.Header().Set("Retry-After", s.retryAfter())

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,8 +105,8 @@ func (p *JetStream) Close() {
 func (p *JetStream) EnsureStream(ctx context.Context) error {
 	// Not connected, a lookup would fail with what the client says of its buffers, which is no reason a
 	// person can act on.
-	if st := p.nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("%w: NATS is not reachable (connection %s); the bridge keeps trying (BRIDGE_NATS_URL)", ErrUnavailable, strings.ToLower(st.String()))
+	if !Connected(p.nc) {
+		return fmt.Errorf("%w: NATS is not reachable; the bridge keeps trying (BRIDGE_NATS_URL)", ErrUnavailable)
 	}
 	p.createMu.Lock()
 	defer p.createMu.Unlock()
@@ -167,8 +166,8 @@ func (p *JetStream) createStream(ctx context.Context, cfg jetstream.StreamConfig
 
 // Ready reports whether NATS is connected and the stream answers.
 func (p *JetStream) Ready(ctx context.Context) error {
-	if s := p.nc.Status(); s != nats.CONNECTED {
-		return fmt.Errorf("%w: NATS %s", ErrUnavailable, s)
+	if !Connected(p.nc) {
+		return fmt.Errorf("%w: NATS is not connected", ErrUnavailable)
 	}
 	s, err := p.js.Stream(ctx, p.stream.Name)
 	if err == nil {
@@ -288,8 +287,8 @@ func (c *Core) Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) {
 
 // Ready reports whether NATS is connected.
 func (c *Core) Ready(context.Context) error {
-	if s := c.nc.Status(); s != nats.CONNECTED {
-		return fmt.Errorf("%w: NATS %s", ErrUnavailable, s)
+	if !Connected(c.nc) {
+		return fmt.Errorf("%w: NATS is not connected", ErrUnavailable)
 	}
 	return nil
 }
@@ -298,8 +297,8 @@ func (c *Core) Ready(context.Context) error {
 // gets its 503 now rather than after the publish timeout) or when a message is over the server's
 // max_payload (which no retry can fix).
 func checkPublishable(nc *nats.Conn, msgs []*nats.Msg) error {
-	if s := nc.Status(); s != nats.CONNECTED {
-		return fmt.Errorf("%w: NATS %s", ErrUnavailable, s)
+	if !Connected(nc) {
+		return fmt.Errorf("%w: NATS is not connected", ErrUnavailable)
 	}
 	max := nc.MaxPayload()
 	for _, m := range msgs {

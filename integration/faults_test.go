@@ -27,6 +27,14 @@ type ledger struct {
 	mu       sync.Mutex
 	acked    map[string]int
 	statuses map[string]int
+	// slowest is the longest a request waited for its answer (or its error).
+	slowest time.Duration
+}
+
+func (l *ledger) took(d time.Duration) {
+	l.mu.Lock()
+	l.slowest = max(l.slowest, d)
+	l.mu.Unlock()
 }
 
 func newLedger() *ledger { return &ledger{acked: map[string]int{}, statuses: map[string]int{}} }
@@ -62,14 +70,17 @@ func load(ctx context.Context, url string, workers, batch int, stop <-chan struc
 				for ctx.Err() == nil {
 					req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/eventgrid", bytes.NewReader(body))
 					req.Header.Set("Content-Type", "application/json")
+					t0 := time.Now()
 					resp, err := client.Do(req)
 					if err != nil {
+						l.took(time.Since(t0))
 						l.status("transport error")
 						time.Sleep(20 * time.Millisecond)
 						continue
 					}
 					answer, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
+					l.took(time.Since(t0))
 					l.status(fmt.Sprint(resp.StatusCode))
 					if resp.StatusCode == http.StatusOK {
 						if !bytes.Contains(answer, []byte(`"duplicates":0`)) {
@@ -414,4 +425,63 @@ func TestSlowNATS(t *testing.T) {
 	assert.Len(t, stored, len(l.acked), "a request turned away stored nothing")
 	l.mu.Unlock()
 	t.Logf("slow NATS: %d acknowledged, %d answered 503; peak bridge RSS %.1f MB", ok, rejected, float64(peak)/(1<<20))
+}
+
+// A nats-server stalled (SIGSTOP) for longer than the publish timeout under 200 senders: every request is
+// answered within the publish timeout and a margin (503 while it stalls), /readyz and /metrics answer within
+// 2 s throughout, and once it runs again every acknowledged event is stored once.
+func TestNATSStalledUnderLoad(t *testing.T) {
+	port := freePort(t)
+	ns := natsServer(t, port, t.TempDir())
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	const publishTimeout = 3 * time.Second
+	_, url := bridgeProcess(t, "BRIDGE_NATS_URL="+natsURL, "BRIDGE_PUBLISH_TIMEOUT="+publishTimeout.String(), "BRIDGE_LOG_LEVEL=warn")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	l := newLedger()
+	stop := make(chan struct{})
+	wg := load(ctx, url, 200, 1, stop, l)
+
+	// Probes, as a kubelet and Prometheus would make them, timed.
+	probeSlowest := map[string]time.Duration{}
+	var probes sync.WaitGroup
+	probeStop := make(chan struct{})
+	probes.Go(func() {
+		client := &http.Client{Timeout: 10 * time.Second}
+		for {
+			select {
+			case <-probeStop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			for _, path := range []string{"/readyz", "/metrics"} {
+				t0 := time.Now()
+				if resp, err := client.Get(url + path); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				probeSlowest[path] = max(probeSlowest[path], time.Since(t0))
+			}
+		}
+	})
+
+	time.Sleep(2 * time.Second)
+	require.NoError(t, ns.cmd.Process.Signal(syscall.SIGSTOP))
+	time.Sleep(3 * publishTimeout)
+	require.NoError(t, ns.cmd.Process.Signal(syscall.SIGCONT))
+	time.Sleep(3 * time.Second)
+	stopLoad(t, ctx, stop, wg)
+	close(probeStop)
+	probes.Wait()
+
+	l.mu.Lock()
+	slowest, statuses := l.slowest, fmt.Sprint(l.statuses)
+	l.mu.Unlock()
+	t.Logf("NATS stalled %s under 200 senders: slowest answer %s, slowest probe %s; %s", 3*publishTimeout, slowest, probeSlowest, statuses)
+	assert.Less(t, slowest, publishTimeout+2*time.Second, "every request answered within the publish timeout and a margin")
+	for path, d := range probeSlowest {
+		assert.Less(t, d, 2*time.Second, "%s within 2 s", path)
+	}
+	requireAllStoredOnce(t, l, storedIDs(t, natsURL))
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/natsbridge/acr-nats-bridge/bridge"
 )
 
 // newRegistry returns the process's metrics registry with the Go runtime, the process, and the state
@@ -26,7 +28,7 @@ func newRegistry(nc *nats.Conn) *prometheus.Registry {
 			Name: "bridge_nats_connected",
 			Help: "1 while the NATS connection is up, 0 while it is down or reconnecting.",
 		}, func() float64 {
-			if nc.IsConnected() {
+			if bridge.Connected(nc) { // the handlers' word: no wait on the connection's lock
 				return 1
 			}
 			return 0
@@ -34,7 +36,7 @@ func newRegistry(nc *nats.Conn) *prometheus.Registry {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "bridge_nats_reconnects_total",
 			Help: "Times the NATS connection was re-established.",
-		}, func() float64 { return float64(nc.Stats().Reconnects) }),
+		}, func() float64 { return float64(bridge.Reconnects(nc)) }),
 	)
 	return reg
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsbridge/acr-nats-bridge/bridge"
 	"github.com/natsbridge/acr-nats-bridge/config"
 )
 
@@ -58,7 +59,16 @@ func natsOptions(cfg config.Config, log *slog.Logger) []nats.Option {
 		// No reconnect buffer: a publish while disconnected fails at once and the sender gets its 503
 		// now, rather than an ack that may never come.
 		nats.ReconnectBufSize(-1),
-		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("NATS connected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			bridge.MarkConnected(nc)
+			log.Info("NATS connected", "url", nc.ConnectedUrlRedacted())
+		}),
+		// A server that stops reading (stalled, its host paused) is declared down well inside the publish
+		// timeout: a write blocked longer than a fifth of it, or two pings unanswered at that interval,
+		// drop the connection, and the requests waiting on it are answered 503 in time.
+		nats.FlusherTimeout(max(cfg.PublishTimeout/5, 500*time.Millisecond)),
+		nats.PingInterval(max(cfg.PublishTimeout/5, time.Second)),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err == nil {
 				return // a close we asked for; ClosedHandler says so

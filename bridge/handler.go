@@ -260,6 +260,10 @@ func (s *Server) handleReadyzPull() http.Handler {
 	})
 }
 
+// errBodyRead is wrapped by the error of a body the sender did not finish sending (too slow for
+// BRIDGE_READ_TIMEOUT, or the connection dropped): the sender's fault, not NATS's, and counted apart.
+var errBodyRead = errors.New("reading the body")
+
 // readBody reads the whole body, up to MaxBodyBytes.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	limit := s.opts.MaxBodyBytes
@@ -274,7 +278,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	case err != nil:
 		// A body cut short or too slow (BRIDGE_READ_TIMEOUT) says nothing about the events in it: the
 		// sender may retry, which a 400 would forbid.
-		return nil, fmt.Errorf("%w: reading the body: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w: %w", ErrUnavailable, errBodyRead, err)
 	}
 	return body, nil
 }

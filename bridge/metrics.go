@@ -110,7 +110,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bridge_requests_rejected_total",
-			Help: "Deliveries refused, by reason: malformed, unauthorized, too_large, overloaded, unavailable (NATS), lookup_unavailable (a required registry lookup), keys_unavailable, internal.",
+			Help: "Deliveries refused, by reason: malformed, unauthorized, too_large, overloaded, unavailable (NATS), lookup_unavailable (a required registry lookup), body_read (a body the sender did not finish: too slow, or the connection dropped), keys_unavailable, internal.",
 		}, []string{"reason"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bridge_http_requests_total",
@@ -152,7 +152,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	// Every reason exists from the start, so alerts and dashboards see 0 rather than no series.
 	for _, reason := range []string{"malformed", "unauthorized", "keys_unavailable", "too_large",
-		"overloaded", "unavailable", "lookup_unavailable", "internal"} {
+		"overloaded", "unavailable", "lookup_unavailable", "body_read", "internal"} {
 		m.rejected.WithLabelValues(reason)
 	}
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -205,6 +205,8 @@ func reasonOf(err error) string {
 		return "overloaded"
 	case errors.Is(err, errLookupHeld):
 		return "lookup_unavailable"
+	case errors.Is(err, errBodyRead):
+		return "body_read"
 	case errors.Is(err, ErrUnavailable):
 		return "unavailable"
 	}

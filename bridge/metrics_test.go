@@ -3,9 +3,11 @@ package bridge_test
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -126,4 +128,17 @@ func TestReceivedStartsAtZero(t *testing.T) {
 			assert.Zero(t, v, series)
 		}
 	}
+}
+
+// A sender that drops its connection before its body is complete is counted as body_read: its own fault,
+// not NATS refusing, so the alert for NATS does not fire for a few broken senders.
+func TestBodyNotFinishedIsItsOwnReason(t *testing.T) {
+	e := newEnv(t, withMetrics)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	require.NoError(t, err)
+	_, err = fmt.Fprintf(conn, "POST /eventgrid HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{\"id\":")
+	require.NoError(t, err)
+	conn.Close()
+	require.Eventually(t, func() bool { return e.scrape()[`bridge_requests_rejected_total{reason="body_read"}`] == 1 }, 5*time.Second, 20*time.Millisecond)
+	assert.Zero(t, e.scrape()[`bridge_requests_rejected_total{reason="unavailable"}`])
 }

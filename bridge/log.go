@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -28,6 +29,10 @@ func recordOf(w http.ResponseWriter) *record {
 	}
 	return &record{}
 }
+
+// statusClientClosed is the status logged and counted for a request whose sender closed the connection
+// before the answer was written (nginx's 499): the answer was lost.
+const statusClientClosed = 499
 
 type statusWriter struct {
 	http.ResponseWriter
@@ -61,6 +66,12 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		if code == 0 {
 			code = http.StatusOK
 		}
+		// The sender closed its connection before the answer: it never gets it, whatever the handler
+		// wrote. Logged and counted as nginx does, 499, not as what it would have been.
+		var lost int
+		if r.Context().Err() != nil && r.Method == http.MethodPost {
+			lost, code = code, statusClientClosed
+		}
 		// The mux sets the matched pattern on the request it routes: a fixed set of routes.
 		route := r.Pattern
 		if route == "" {
@@ -88,6 +99,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			slog.Int("status", code),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 		)
+		if lost != 0 {
+			attrs = append(attrs, slog.String("answer", "not delivered: the sender closed the connection first; it would have been "+strconv.Itoa(lost)))
+		}
 		if rec.auth != "" {
 			attrs = append(attrs, slog.String("auth", rec.auth))
 		}

@@ -485,3 +485,35 @@ func TestNATSStalledUnderLoad(t *testing.T) {
 	}
 	requireAllStoredOnce(t, l, storedIDs(t, natsURL))
 }
+
+// A sender that gives up before its answer (Event Grid after 30 s; here a client after 0.2 s, against a
+// NATS whose acks take 0.6 s): the request is logged and counted as 499, the answer lost, not as the answer
+// the sender never got; the event, already sent to NATS, is stored once.
+func TestAnswerLostIsNotCountedAs200(t *testing.T) {
+	port := freePort(t)
+	natsServer(t, port, t.TempDir())
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	proxy := slowProxy(t, fmt.Sprintf("127.0.0.1:%d", port), 600*time.Millisecond)
+	p, url := bridgeProcess(t, "BRIDGE_NATS_URL=nats://"+proxy, "BRIDGE_PUBLISH_TIMEOUT=8s")
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 200*time.Millisecond, "connected through the slow proxy")
+	impatient := &http.Client{Timeout: 200 * time.Millisecond}
+	_, err := impatient.Post(url+"/eventgrid", "application/json", strings.NewReader(batchBody("lost", 0, 1)))
+	require.Error(t, err, "the sender gave up")
+	require.Eventually(t, func() bool { return strings.Contains(p.out.String(), `"status":499`) }, 15*time.Second, 50*time.Millisecond, "%s", p.out)
+	assert.Contains(t, p.out.String(), "not delivered: the sender closed the connection first")
+	resp, err := http.Get(url + "/metrics")
+	require.NoError(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(metrics), `bridge_http_requests_total{code="499",route="POST /eventgrid"} 1`)
+	assert.NotContains(t, string(metrics), `bridge_http_requests_total{code="200",route="POST /eventgrid"}`)
+	require.Eventually(t, func() bool { return storedIDs(t, natsURL)["lost-0"] == 1 }, 10*time.Second, 100*time.Millisecond,
+		"stored all the same, once: Event Grid's retry is a duplicate")
+}

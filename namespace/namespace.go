@@ -61,6 +61,10 @@ type Options struct {
 	ClientOptions azcore.ClientOptions
 	// MaxJSONDepth is the deepest JSON nesting accepted in one event, as for pushed ones.
 	MaxJSONDepth int
+	// RenewEvery is how often the locks of a batch still being published are renewed, so that a NATS
+	// slower than the lock does not make the namespace deliver the batch again; 0 is 20 s, a third of the
+	// shortest lock a subscription can have (60 s).
+	RenewEvery time.Duration
 }
 
 // Puller receives from the namespace and settles what it receives.
@@ -316,7 +320,9 @@ func (p *Puller) receive(ctx context.Context) ([]json.RawMessage, []string, erro
 // after their PubAck; the rest are released or rejected. It returns how many were released.
 func (p *Puller) settle(ctx context.Context, events []json.RawMessage, tokens []string) int {
 	start := time.Now()
+	stopRenewing := p.renewWhile(ctx, tokens)
 	results, rep := DeliverEach(ctx, p.deliver, p.dec, events)
+	stopRenewing()
 	var ack, release, reject []string
 	for i, r := range results {
 		switch r.Outcome {
@@ -341,6 +347,43 @@ func (p *Puller) settle(ctx context.Context, events []json.RawMessage, tokens []
 		slog.Int("rejected", len(reject)), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 	})
 	return len(release)
+}
+
+// renewWhile renews the locks of tokens every RenewEvery until the returned function is called, which
+// waits for a renewal under way: a batch that NATS takes longer to store than its lock lasts is not
+// delivered again meanwhile.
+func (p *Puller) renewWhile(ctx context.Context, tokens []string) (stop func()) {
+	every := cmp.Or(p.opts.RenewEvery, 20*time.Second)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			r, err := p.client.RenewEventLocks(ctx, tokens, nil)
+			switch {
+			case err != nil:
+				p.metrics.settlements.WithLabelValues("renew", "failed").Add(float64(len(tokens)))
+				p.log.Warn("lock renewal failed; the events may come again, and are stored once", "events", len(tokens), "error", err.Error())
+			default:
+				p.metrics.settlements.WithLabelValues("renew", "succeeded").Add(float64(len(r.SucceededLockTokens)))
+				if len(r.FailedLockTokens) > 0 {
+					p.metrics.settlements.WithLabelValues("renew", "failed").Add(float64(len(r.FailedLockTokens)))
+				}
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 // DeliverEach decodes each received event on its own with dec, as the namespace hands it out (one
@@ -473,14 +516,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		settlements: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bridge_pull_settlements_total",
-			Help: "Lock tokens settled, by operation (acknowledge, release, reject) and result (succeeded, failed).",
+			Help: "Lock tokens settled, by operation (acknowledge, release, reject; renew: a batch's locks kept while NATS stores it) and result (succeeded, failed).",
 		}, []string{"operation", "result"}),
 		receiveErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bridge_pull_receive_errors_total",
 			Help: "Failed receive calls, by reason: unauthorized, not_found, unreachable, other.",
 		}, []string{"reason"}),
 	}
-	for _, op := range []string{"acknowledge", "release", "reject"} {
+	for _, op := range []string{"acknowledge", "release", "reject", "renew"} {
 		for _, r := range []string{"succeeded", "failed"} {
 			m.settlements.WithLabelValues(op, r)
 		}

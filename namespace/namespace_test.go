@@ -82,6 +82,7 @@ type rigOptions struct {
 	key          string // "" uses the namespace's
 	passthrough  bool
 	subscription string
+	renewEvery   time.Duration
 }
 
 func newRig(t testing.TB, ro rigOptions) *rig {
@@ -122,7 +123,7 @@ func newRig(t testing.TB, ro rigOptions) *rig {
 	}
 	r.puller, err = namespace.New(namespace.Options{
 		Endpoint: r.ns.URL, Topic: "acr-events", Subscription: sub, Key: key,
-		Receivers: receivers, MaxEvents: 100, MaxWait: 10 * time.Second, ReleaseDelay: 0,
+		Receivers: receivers, MaxEvents: 100, MaxWait: 10 * time.Second, ReleaseDelay: 0, RenewEvery: ro.renewEvery,
 		ClientOptions: azcore.ClientOptions{Transport: r.ns.Client, Retry: policy.RetryOptions{MaxRetries: -1}},
 	}, deliverer(path, ro.gate), r.reg, log)
 	require.NoError(t, err)
@@ -340,4 +341,20 @@ func TestPullShutdownSettles(t *testing.T) {
 	assert.Len(t, r.ns.Acknowledged(), 10, "the batch under way was settled")
 	assert.Zero(t, r.ns.Outstanding())
 	assert.Len(t, r.stored(), 10)
+}
+
+// A batch NATS takes longer to store than its lock lasts (2 s here, held 5 s): its locks are renewed
+// meanwhile, so the namespace does not deliver it again; every event is stored once and acknowledged.
+func TestPullRenewsLocksWhileNATSIsSlow(t *testing.T) {
+	g := &gate{entered: make(chan struct{}, 1), open: make(chan struct{})}
+	r := newRig(t, rigOptions{gate: g, receivers: 1, renewEvery: 500 * time.Millisecond,
+		namespace: namespacetest.Options{LockDuration: 2 * time.Second, MaxWaitScale: 50}})
+	r.ns.Publish(cePush("slow-1"), cePush("slow-2"))
+	<-g.entered
+	time.Sleep(5 * time.Second) // past the lock, twice over
+	close(g.open)
+	require.Eventually(t, func() bool { return len(r.ns.Acknowledged()) == 2 }, 10*time.Second, 20*time.Millisecond)
+	assert.Zero(t, r.ns.Redelivered(), "the locks were kept: nothing delivered again")
+	assert.Equal(t, map[string]int{"slow-1": 1, "slow-2": 1}, r.stored())
+	assert.GreaterOrEqual(t, r.ns.Requests("renewLock"), 8, "renewed every 0.5 s while held")
 }

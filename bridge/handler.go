@@ -347,6 +347,22 @@ func (s *Server) limitInflight(next http.Handler) http.Handler {
 	})
 }
 
+// HoldBytes takes n bytes of BRIDGE_MAX_INFLIGHT_BYTES for work other than a pushed delivery (a pulled
+// batch), so that pushed and pulled events share one memory budget. It reports false, taking nothing,
+// when the budget is spent by others; alone, n may exceed it, so that no batch waits forever. release
+// gives the bytes back.
+func (s *Server) HoldBytes(n int64) (release func(), ok bool) {
+	budget := s.opts.MaxInflightBytes
+	if budget <= 0 {
+		return func() {}, true
+	}
+	if total := s.inflightBytes.Add(n); total > budget && total > n {
+		s.inflightBytes.Add(-n)
+		return nil, false
+	}
+	return func() { s.inflightBytes.Add(-n) }, true
+}
+
 // errOverloaded is the in-flight cap's refusal; it may pass, so it is an ErrUnavailable.
 var errOverloaded = fmt.Errorf("overloaded: %w", ErrUnavailable)
 

@@ -88,7 +88,7 @@ type Config struct {
 	MaxBodyBytes     int64         `envconfig:"MAX_BODY_BYTES" default:"4194304" desc:"largest request body accepted; larger is 413"`
 	MaxEvents        int           `envconfig:"MAX_EVENTS" default:"5000" desc:"most events in one request (Event Grid sends at most 5000); more is 413"`
 	MaxInflight      int           `envconfig:"MAX_INFLIGHT" default:"256" desc:"most deliveries handled at once; more are answered 503 with Retry-After"`
-	MaxInflightBytes int64         `envconfig:"MAX_INFLIGHT_BYTES" default:"268435456" desc:"most request-body bytes handled at once (a body of unknown length counts as BRIDGE_MAX_BODY_BYTES); a delivery past it is answered 503 with Retry-After"`
+	MaxInflightBytes int64         `envconfig:"MAX_INFLIGHT_BYTES" default:"268435456" desc:"most request-body bytes handled at once (a body of unknown length counts as BRIDGE_MAX_BODY_BYTES), pulled batches included; a pushed delivery past it is answered 503 with Retry-After, a pulled batch waits"`
 	PublishTimeout   time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"10s" desc:"longest wait for the JetStream acks of one request before answering 503 (Event Grid gives up at 30s)"`
 	RetryAfter       time.Duration `envconfig:"RETRY_AFTER" default:"5s" desc:"Retry-After sent with every 503"`
 

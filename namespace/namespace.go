@@ -61,6 +61,12 @@ type Options struct {
 	ClientOptions azcore.ClientOptions
 	// MaxJSONDepth is the deepest JSON nesting accepted in one event, as for pushed ones.
 	MaxJSONDepth int
+	// Budget, when set, is the bridge's budget of bytes in flight (BRIDGE_MAX_INFLIGHT_BYTES), which a
+	// received batch holds while it is delivered, as a pushed body does; the batch waits (its locks
+	// renewed) until it fits.
+	Budget interface {
+		HoldBytes(n int64) (release func(), ok bool)
+	}
 	// RenewEvery is how often the locks of a batch still being published are renewed, so that a NATS
 	// slower than the lock does not make the namespace deliver the batch again; 0 is 20 s, a third of the
 	// shortest lock a subscription can have (60 s).
@@ -321,7 +327,9 @@ func (p *Puller) receive(ctx context.Context) ([]json.RawMessage, []string, erro
 func (p *Puller) settle(ctx context.Context, events []json.RawMessage, tokens []string) int {
 	start := time.Now()
 	stopRenewing := p.renewWhile(ctx, tokens)
+	giveBack := p.holdBytes(ctx, events)
 	results, rep := DeliverEach(ctx, p.deliver, p.dec, events)
+	giveBack()
 	stopRenewing()
 	var ack, release, reject []string
 	for i, r := range results {
@@ -347,6 +355,28 @@ func (p *Puller) settle(ctx context.Context, events []json.RawMessage, tokens []
 		slog.Int("rejected", len(reject)), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 	})
 	return len(release)
+}
+
+// holdBytes waits until the batch's bytes fit in the budget shared with pushed deliveries, and returns
+// what gives them back. A shutdown stops the wait; the batch is then delivered all the same.
+func (p *Puller) holdBytes(ctx context.Context, events []json.RawMessage) (release func()) {
+	if p.opts.Budget == nil {
+		return func() {}
+	}
+	var n int64
+	for _, e := range events {
+		n += int64(len(e))
+	}
+	for {
+		if release, ok := p.opts.Budget.HoldBytes(n); ok {
+			return release
+		}
+		select {
+		case <-ctx.Done():
+			return func() {}
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // renewWhile renews the locks of tokens every RenewEvery until the returned function is called, which

@@ -45,6 +45,8 @@ type rig struct {
 	reg    *prometheus.Registry
 	logs   *natstest.LogBuffer
 	stop   func()
+	// server is the bridge server whose in-flight budget the puller shares, when rigOptions asks for one.
+	server *bridge.Server
 }
 
 // gate holds each delivery until it is told to go, so a test can act while one is under way.
@@ -83,6 +85,8 @@ type rigOptions struct {
 	passthrough  bool
 	subscription string
 	renewEvery   time.Duration
+	// maxInflightBytes, when set, is the budget of a bridge server the puller shares.
+	maxInflightBytes int64
 }
 
 func newRig(t testing.TB, ro rigOptions) *rig {
@@ -121,9 +125,18 @@ func newRig(t testing.TB, ro rigOptions) *rig {
 	if sub == "" {
 		sub = "bridge"
 	}
+	if ro.maxInflightBytes > 0 {
+		r.server = bridge.NewServer(bridge.Options{MaxBodyBytes: ro.maxInflightBytes, MaxInflightBytes: ro.maxInflightBytes, MaxEvents: 100}, path, log)
+	}
+	var budget interface {
+		HoldBytes(int64) (func(), bool)
+	}
+	if r.server != nil {
+		budget = r.server
+	}
 	r.puller, err = namespace.New(namespace.Options{
 		Endpoint: r.ns.URL, Topic: "acr-events", Subscription: sub, Key: key,
-		Receivers: receivers, MaxEvents: 100, MaxWait: 10 * time.Second, ReleaseDelay: 0, RenewEvery: ro.renewEvery,
+		Receivers: receivers, MaxEvents: 100, MaxWait: 10 * time.Second, ReleaseDelay: 0, RenewEvery: ro.renewEvery, Budget: budget,
 		ClientOptions: azcore.ClientOptions{Transport: r.ns.Client, Retry: policy.RetryOptions{MaxRetries: -1}},
 	}, deliverer(path, ro.gate), r.reg, log)
 	require.NoError(t, err)
@@ -357,4 +370,23 @@ func TestPullRenewsLocksWhileNATSIsSlow(t *testing.T) {
 	assert.Zero(t, r.ns.Redelivered(), "the locks were kept: nothing delivered again")
 	assert.Equal(t, map[string]int{"slow-1": 1, "slow-2": 1}, r.stored())
 	assert.GreaterOrEqual(t, r.ns.Requests("renewLock"), 8, "renewed every 0.5 s while held")
+}
+
+// Pulled batches count against BRIDGE_MAX_INFLIGHT_BYTES as pushed bodies do: while pushed deliveries
+// hold the whole budget, a received batch waits (its locks renewed), and is stored once they are done.
+func TestPullSharesTheInflightBudget(t *testing.T) {
+	r := newRig(t, rigOptions{receivers: 1, renewEvery: 500 * time.Millisecond, maxInflightBytes: 64 << 10,
+		namespace: namespacetest.Options{LockDuration: 2 * time.Second, MaxWaitScale: 50}})
+	release, ok := r.server.HoldBytes(64 << 10) // pushed deliveries in flight, the budget spent
+	require.True(t, ok)
+	r.ns.Publish(cePush("budget-1"), cePush("budget-2"))
+	time.Sleep(3 * time.Second)
+	assert.Empty(t, r.stored(), "waiting for room in the budget")
+	assert.Empty(t, r.ns.Acknowledged())
+	release()
+	require.Eventually(t, func() bool { return len(r.ns.Acknowledged()) == 2 }, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, map[string]int{"budget-1": 1, "budget-2": 1}, r.stored())
+	assert.Zero(t, r.ns.Redelivered(), "its locks were renewed while it waited")
+	_, ok = r.server.HoldBytes(1)
+	assert.True(t, ok, "the batch gave its bytes back")
 }

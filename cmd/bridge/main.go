@@ -306,7 +306,7 @@ func startPulling(ctx context.Context, cfg config.Config, getenv environment, pa
 	if !cfg.NamespaceEnabled() {
 		return func() {}, nil
 	}
-	puller, err := newPuller(cfg, getenv, path, reg, log)
+	puller, err := newPuller(cfg, getenv, path, handler, reg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/natsbridge/acr-nats-bridge/bridge"
 	"github.com/natsbridge/acr-nats-bridge/config"
 	"github.com/natsbridge/acr-nats-bridge/namespace"
 )
@@ -17,7 +18,7 @@ import (
 // newPuller builds the puller of BRIDGE_NAMESPACE_*: the shared access key when one is set, else
 // Microsoft Entra ID through the Azure SDK's default credential chain (workload identity, managed
 // identity, environment, Azure CLI). The SDK's client trusts the system roots, or SSL_CERT_FILE.
-func newPuller(cfg config.Config, getenv environment, d namespace.Deliverer, reg prometheus.Registerer, log *slog.Logger) (*namespace.Puller, error) {
+func newPuller(cfg config.Config, getenv environment, d namespace.Deliverer, budget *bridge.Server, reg prometheus.Registerer, log *slog.Logger) (*namespace.Puller, error) {
 	opts := namespace.Options{
 		Endpoint:     cfg.NamespaceEndpoint,
 		Topic:        cfg.NamespaceTopic,
@@ -30,6 +31,8 @@ func newPuller(cfg config.Config, getenv environment, d namespace.Deliverer, reg
 		// A batch's delivery waits up to the publish timeout; its settlement gets as long again.
 		SettleTimeout: 2 * cfg.PublishTimeout,
 		MaxJSONDepth:  cfg.MaxJSONDepth,
+		// Pulled batches and pushed bodies share BRIDGE_MAX_INFLIGHT_BYTES.
+		Budget: budget,
 	}
 	if opts.Key == "" {
 		cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{

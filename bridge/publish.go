@@ -54,6 +54,8 @@ type JetStream struct {
 	timeout time.Duration
 	metrics *Metrics
 	log     *slog.Logger
+	// storeCheck, when set, says whether the store refuses writes (SetStoreCheck).
+	storeCheck func() error
 
 	createMu sync.Mutex
 	// batches is batchesOn while the stream allows atomic batch publishing and StreamConfig.AtomicBatches
@@ -164,8 +166,26 @@ func (p *JetStream) createStream(ctx context.Context, cfg jetstream.StreamConfig
 	}
 }
 
+// SetStoreCheck makes publishes fail at once, and Ready fail, while check reports a store that refuses
+// writes (the embedded server's, after a write error such as a full disk, which it does not answer).
+// Call it before publishing.
+func (p *JetStream) SetStoreCheck(check func() error) { p.storeCheck = check }
+
+func (p *JetStream) storeProblem() error {
+	if p.storeCheck == nil {
+		return nil
+	}
+	if err := p.storeCheck(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
 // Ready reports whether NATS is connected and the stream answers.
 func (p *JetStream) Ready(ctx context.Context) error {
+	if err := p.storeProblem(); err != nil {
+		return err
+	}
 	if !Connected(p.nc) {
 		return fmt.Errorf("%w: NATS is not connected", ErrUnavailable)
 	}
@@ -187,6 +207,9 @@ func (p *JetStream) Ready(ctx context.Context) error {
 // partly stored batch safe. A stream deleted under a running bridge is re-created, when allowed, and the
 // request published again.
 func (p *JetStream) Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) {
+	if err := p.storeProblem(); err != nil {
+		return nil, err
+	}
 	if err := checkPublishable(p.nc, msgs); err != nil {
 		return nil, err
 	}

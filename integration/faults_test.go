@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -516,4 +519,80 @@ func TestAnswerLostIsNotCountedAs200(t *testing.T) {
 	assert.NotContains(t, string(metrics), `bridge_http_requests_total{code="200",route="POST /eventgrid"}`)
 	require.Eventually(t, func() bool { return storedIDs(t, natsURL)["lost-0"] == 1 }, 10*time.Second, 100*time.Millisecond,
 		"stored all the same, once: Event Grid's retry is a duplicate")
+}
+
+// A full disk under the embedded server (a tmpfs filled by another file): the delivery that meets the
+// write error waits for its publish timeout, the ones after it get 503 at once, /readyz says why, and the
+// log says it once with its cause. Restarted once the disk has room, the bridge takes deliveries again,
+// and everything acknowledged before is still stored, once.
+func TestEmbeddedStoreFull(t *testing.T) {
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("mounting a tmpfs is refused here (%v: %s); this test needs root", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", mnt).Run() }) // last: after the bridge has stopped
+	store := filepath.Join(mnt, "nats")
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env := []string{"BRIDGE_EMBEDDED_NATS_DIR=" + store, "BRIDGE_EMBEDDED_NATS_ADDR=" + natsAddr, "BRIDGE_PUBLISH_TIMEOUT=3s"}
+	p, url := bridgeProcess(t, env...)
+	post := func(prefix string, n, pad int) (int, time.Duration) {
+		t.Helper()
+		evs := make([]string, n)
+		for i := range n {
+			evs[i] = fmt.Sprintf(`{"id":"%s-%d","topic":"/subscriptions/s/resourceGroups/r/providers/Microsoft.ContainerRegistry/registries/myregistry",`+
+				`"eventType":"Microsoft.ContainerRegistry.ImagePushed","eventTime":"2024-05-01T10:00:00Z","data":{"action":"push","target":{"repository":"web","tag":"v1","mediaType":%q}}}`,
+				prefix, i, strings.Repeat("x", pad))
+		}
+		t0 := time.Now()
+		resp, err := http.Post(url+"/eventgrid", "application/json", strings.NewReader("["+strings.Join(evs, ",")+"]"))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode, time.Since(t0)
+	}
+	for i := range 2 {
+		code, _ := post(fmt.Sprintf("before%d", i), 5, 10)
+		require.Equal(t, http.StatusOK, code)
+	}
+	filler, err := os.Create(filepath.Join(mnt, "filler"))
+	require.NoError(t, err)
+	_, _ = io.Copy(filler, io.LimitReader(zeroReader{}, 64<<20)) // until the disk is full
+	filler.Close()
+
+	var codes []int
+	var after []time.Duration
+	for i := range 5 {
+		code, took := post(fmt.Sprintf("full%d", i), 50, 2000)
+		codes = append(codes, code)
+		if strings.Contains(p.out.String(), "the embedded NATS store refuses writes") {
+			after = append(after, took)
+		}
+	}
+	for _, c := range codes {
+		assert.Equal(t, http.StatusServiceUnavailable, c, "nothing is answered 200 that was not stored")
+	}
+	require.NotEmpty(t, after, "the write error was seen")
+	assert.Less(t, after[len(after)-1], time.Second, "503 at once once the write error is known")
+	code, body := readyz(strings.TrimPrefix(url, "http://"))
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, body, "no space left on device")
+	assert.Equal(t, 1, strings.Count(p.out.String(), `"msg":"the embedded NATS store refuses writes`), "said once")
+
+	p.stop(syscall.SIGTERM)
+	require.NoError(t, os.Remove(filepath.Join(mnt, "filler")))
+	_, url = bridgeProcess(t, env...)
+	code, _ = post("restarted", 5, 10)
+	require.Equal(t, http.StatusOK, code)
+	ids := natstest.IDs(natstest.StoredAt(t, "nats://"+natsAddr, "ACR_EVENTS"))
+	for _, prefix := range []string{"before0", "before1", "restarted"} {
+		for i := range 5 {
+			assert.Equal(t, 1, ids[fmt.Sprintf("%s-%d", prefix, i)], "%s-%d stored once", prefix, i)
+		}
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(b []byte) (int, error) {
+	clear(b)
+	return len(b), nil
 }

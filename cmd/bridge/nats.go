@@ -26,8 +26,9 @@ type natsConn struct {
 	nc       *nats.Conn
 	embedded *server.Server
 	url      string
-	// lock holds the embedded server's store directory while it runs.
-	lock *os.File
+	// lock holds the embedded server's store directory while it runs; guard watches its writes.
+	lock  *os.File
+	guard *storeGuard
 }
 
 // connectNATS connects to BRIDGE_NATS_URL, or starts an embedded server when it is empty.
@@ -155,7 +156,8 @@ func startEmbedded(cfg config.Config, log *slog.Logger) (*natsConn, error) {
 		lock.Close()
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
-	ns.SetLoggerV2(natsLogger{log.With("component", "nats-server")}, false, false, false)
+	guard := newStoreGuard(dir, log)
+	ns.SetLoggerV2(natsLogger{log: log.With("component", "nats-server"), onError: guard.serverError}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
@@ -171,7 +173,7 @@ func startEmbedded(cfg config.Config, log *slog.Logger) (*natsConn, error) {
 	}
 	log.Info("embedded NATS server started", "url", url, "store_dir", dir, "sync", sync,
 		"max_payload", cfg.EmbeddedNATSMaxPayload, "hint", "subscribe with: nats --server "+url+" sub '"+cfg.SubjectPrefix+".>'")
-	return &natsConn{nc: nc, embedded: ns, url: url, lock: lock}, nil
+	return &natsConn{nc: nc, embedded: ns, url: url, lock: lock, guard: guard}, nil
 }
 
 // lockStore takes the store directory's lock file for this process, or says which process holds it. The
@@ -237,12 +239,22 @@ func redactURL(list string) string {
 }
 
 // natsLogger sends nats-server's log to slog.
-type natsLogger struct{ log *slog.Logger }
+type natsLogger struct {
+	log *slog.Logger
+	// onError, when set, sees every error the server logs (the store guard's word of a write error).
+	onError func(string)
+}
 
 // Noticef is debug: the server's start-up banner would drown the bridge's own lines.
 func (l natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	if l.onError != nil {
+		l.onError(msg)
+	}
+}
+func (l natsLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }

@@ -379,7 +379,7 @@ func delayed(dst, src net.Conn, delay time.Duration) {
 }
 
 // rss returns the resident set size of a process in bytes, from /proc.
-func rss(t *testing.T, pid int) int64 {
+func rss(t testing.TB, pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	require.NoError(t, err)
 	for _, line := range strings.Split(string(b), "\n") {

@@ -54,8 +54,10 @@ type JetStream struct {
 	timeout time.Duration
 	metrics *Metrics
 	log     *slog.Logger
-	// storeCheck, when set, says whether the store refuses writes (SetStoreCheck).
-	storeCheck func() error
+	// writesCheck and roomCheck, when set, say whether the store refuses writes (SetStoreCheck).
+	writesCheck, roomCheck func() error
+	// refused is the store's last refusal of a write, until a write succeeds or refusalHeld has passed.
+	refused atomic.Pointer[refusal]
 
 	createMu sync.Mutex
 	// batches is batchesOn while the stream allows atomic batch publishing and StreamConfig.AtomicBatches
@@ -166,28 +168,77 @@ func (p *JetStream) createStream(ctx context.Context, cfg jetstream.StreamConfig
 	}
 }
 
-// SetStoreCheck makes publishes fail at once, and Ready fail, while check reports a store that refuses
-// writes (the embedded server's, after a write error such as a full disk, which it does not answer).
-// Call it before publishing.
-func (p *JetStream) SetStoreCheck(check func() error) { p.storeCheck = check }
+// SetStoreCheck is for a store the bridge knows more of than NATS says (the embedded server's, which
+// does not answer a publish once a write error has stopped its store). writes, asked before every
+// publish, makes publishes and Ready fail at once while it reports an error; room, asked by Ready only,
+// says whether the store is full. Call it before publishing.
+func (p *JetStream) SetStoreCheck(writes, room func() error) { p.writesCheck, p.roomCheck = writes, room }
 
 func (p *JetStream) storeProblem() error {
-	if p.storeCheck == nil {
+	if p.writesCheck == nil {
 		return nil
 	}
-	if err := p.storeCheck(); err != nil {
+	if err := p.writesCheck(); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
 }
 
-// Ready reports whether NATS is connected and the stream answers.
+// refusalHeld is how long Ready reports the store's last refusal of a write when no write has succeeded
+// since: with no traffic to show that the store takes writes again, readiness comes back by itself and the
+// next delivery finds out.
+const refusalHeld = 10 * time.Second
+
+// refusal is a write the store refused: when, and what it said.
+type refusal struct {
+	at    time.Time
+	cause string
+}
+
+// noteOutcome keeps the store's refusals for Ready: JetStream's own (its resources or the account's
+// exhausted, a store error) and a publish that was not acknowledged in time although NATS is connected.
+// A publish that succeeded clears them.
+func (p *JetStream) noteOutcome(err error) {
+	if err == nil {
+		if p.refused.Load() != nil {
+			p.refused.Store(nil)
+		}
+		return
+	}
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr) && storeRefusals[apiErr.ErrorCode]:
+		p.refused.Store(&refusal{at: time.Now(), cause: apiErr.Error()})
+	case (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, nats.ErrTimeout)) && Connected(p.nc):
+		p.refused.Store(&refusal{at: time.Now(), cause: "a publish was not acknowledged within BRIDGE_PUBLISH_TIMEOUT although NATS is connected: " + err.Error()})
+	}
+}
+
+// storeRefusals are JetStream's errors for a store that does not take a write: resources exhausted (the
+// server's, the account's) and a failed store.
+var storeRefusals = map[jetstream.ErrorCode]bool{
+	10002: true, // resource limits exceeded for account
+	10023: true, // insufficient resources
+	10028: true, // insufficient memory resources available
+	10047: true, // insufficient storage resources available
+	10077: true, // storing the message failed
+}
+
+// Ready reports whether NATS is connected, the stream answers and the store takes writes.
 func (p *JetStream) Ready(ctx context.Context) error {
 	if err := p.storeProblem(); err != nil {
 		return err
 	}
 	if !Connected(p.nc) {
 		return fmt.Errorf("%w: NATS is not connected", ErrUnavailable)
+	}
+	if r := p.refused.Load(); r != nil && time.Since(r.at) < refusalHeld {
+		return fmt.Errorf("%w: the stream refused a write %s ago: %s", ErrUnavailable, time.Since(r.at).Round(time.Millisecond), r.cause)
+	}
+	if p.roomCheck != nil {
+		if err := p.roomCheck(); err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 	}
 	s, err := p.js.Stream(ctx, p.stream.Name)
 	if err == nil {
@@ -234,6 +285,7 @@ func (p *JetStream) Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error
 		}
 		acks, err = p.store(ensureCtx, msgs)
 	}
+	p.noteOutcome(err)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

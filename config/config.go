@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/natsbridge/acr-nats-bridge/lookup"
@@ -57,6 +58,7 @@ type Config struct {
 	EmbeddedNATSAddr       string `envconfig:"EMBEDDED_NATS_ADDR" default:"127.0.0.1:4222" desc:"client listen address of the embedded NATS server (port 0 picks a free one)"`
 	EmbeddedNATSDir        string `envconfig:"EMBEDDED_NATS_DIR" default:"./data/nats" desc:"JetStream storage directory of the embedded NATS server"`
 	EmbeddedNATSMaxPayload int32  `envconfig:"EMBEDDED_NATS_MAX_PAYLOAD" default:"8388608" desc:"max_payload of the embedded NATS server in bytes (Event Grid events reach 1 MB before the envelope)"`
+	EmbeddedNATSMaxStore   string `envconfig:"EMBEDDED_NATS_MAX_STORE" default:"75%" desc:"most the embedded NATS server stores: a size (512MiB, 20GiB; K, M, G and T are powers of 1024) or a share of the room on its disk, the store plus the free space, looked at again every 10 s and raised as room is freed; past it deliveries get 503 and /readyz says so"`
 	EmbeddedNATSSync       string `envconfig:"EMBEDDED_NATS_SYNC" default:"always" desc:"when the embedded NATS server syncs stored events to disk: always (before each PubAck, so a 200 survives a power cut) or an interval such as 2m (NATS's own default: a power cut loses the acknowledged events of up to that long)"`
 
 	Stream                string        `envconfig:"STREAM" default:"ACR_EVENTS" desc:"JetStream stream that captures {subject prefix}.> and {passthrough prefix}.>"`
@@ -284,6 +286,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.EmbeddedNATSSyncInterval(); err != nil {
 		bad("EMBEDDED_NATS_SYNC", "%v", err)
+	}
+	if _, err := c.EmbeddedNATSStoreLimit(); err != nil {
+		bad("EMBEDDED_NATS_MAX_STORE", "%v", err)
 	}
 	oneOf("CE_MODE", c.CEMode, "structured", "binary")
 	oneOf("NATS_MODE", c.NATSMode, "jetstream", "core")
@@ -575,6 +580,29 @@ func (c Config) EmbeddedNATSSyncInterval() (time.Duration, error) {
 		return 0, fmt.Errorf("%q is neither always nor a positive duration such as 2m", c.EmbeddedNATSSync)
 	}
 	return d, nil
+}
+
+// StoreLimit is the embedded server's store limit: Bytes, or Share of the room on the store's disk.
+type StoreLimit struct {
+	Bytes int64
+	Share float64
+}
+
+// EmbeddedNATSStoreLimit parses EmbeddedNATSMaxStore.
+func (c Config) EmbeddedNATSStoreLimit() (StoreLimit, error) {
+	v := strings.TrimSpace(c.EmbeddedNATSMaxStore)
+	if pct, ok := strings.CutSuffix(v, "%"); ok {
+		share, err := strconv.ParseFloat(strings.TrimSpace(pct), 64)
+		if err != nil || share <= 0 || share > 100 {
+			return StoreLimit{}, fmt.Errorf("%q is not a share of the disk from 1%% to 100%%", c.EmbeddedNATSMaxStore)
+		}
+		return StoreLimit{Share: share / 100}, nil
+	}
+	n, err := units.RAMInBytes(v)
+	if err != nil || n < 1<<20 {
+		return StoreLimit{}, fmt.Errorf("%q is neither a size of 1MiB or more (such as 20GiB) nor a share of the disk (such as 75%%)", c.EmbeddedNATSMaxStore)
+	}
+	return StoreLimit{Bytes: n}, nil
 }
 
 // AtomicBatchPolicy says when multi-event deliveries are published as atomic batches: "always", "never",

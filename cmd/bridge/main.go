@@ -255,9 +255,9 @@ func newPath(ctx context.Context, cfg config.Config, conn *natsConn, metrics *br
 	if err := js.EnsureStream(ensureCtx); err != nil {
 		log.Error("stream not available; deliveries get 503 until it is", "stream", cfg.Stream, "error", err)
 	}
-	if g := conn.guard; g != nil {
+	if e := conn.embedded; e != nil {
 		// A store that refuses writes answers 503 at once, and /readyz says why.
-		js.SetStoreCheck(g.Check)
+		js.SetStoreCheck(e.Check, e.Room)
 	}
 	return bridge.NewPath(opts, js, log), js.Close, nil
 }

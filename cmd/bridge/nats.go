@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -24,11 +25,10 @@ import (
 // natsConn is the bridge's NATS connection and, when it runs one, its embedded server.
 type natsConn struct {
 	nc       *nats.Conn
-	embedded *server.Server
+	embedded *embedded
 	url      string
-	// lock holds the embedded server's store directory while it runs; guard watches its writes.
-	lock  *os.File
-	guard *storeGuard
+	// lock holds the embedded server's store directory while it runs.
+	lock *os.File
 }
 
 // connectNATS connects to BRIDGE_NATS_URL, or starts an embedded server when it is empty.
@@ -141,7 +141,12 @@ func startEmbedded(cfg config.Config, log *slog.Logger) (*natsConn, error) {
 	if syncEvery > 0 {
 		sync = "every " + syncEvery.String() + ": a power cut loses up to that much acknowledged data"
 	}
-	ns, err := server.NewServer(&server.Options{
+	limit, err := cfg.EmbeddedNATSStoreLimit()
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("BRIDGE_EMBEDDED_NATS_MAX_STORE: %w", err)
+	}
+	e, err := startEmbeddedServer(server.Options{
 		ServerName:   "acr-nats-bridge-embedded",
 		Host:         host,
 		Port:         port,
@@ -151,29 +156,33 @@ func startEmbedded(cfg config.Config, log *slog.Logger) (*natsConn, error) {
 		SyncAlways:   syncEvery == 0,
 		SyncInterval: syncEvery,
 		NoSigs:       true,
-	})
+	}, limit, cfg.EmbeddedNATSMaxStore, log)
 	if err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("embedded NATS: %w", err)
+		return nil, fmt.Errorf("embedded NATS did not start on %s (BRIDGE_EMBEDDED_NATS_ADDR): %w", cfg.EmbeddedNATSAddr, err)
 	}
-	guard := newStoreGuard(dir, log)
-	ns.SetLoggerV2(natsLogger{log: log.With("component", "nats-server"), onError: guard.serverError}, false, false, false)
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		lock.Close()
-		return nil, fmt.Errorf("embedded NATS did not start on %s (BRIDGE_EMBEDDED_NATS_ADDR); is the port in use?", cfg.EmbeddedNATSAddr)
-	}
-	url := ns.ClientURL()
-	nc, err := nats.Connect(url, nats.Name("acr-nats-bridge"), nats.InProcessServer(ns))
+	url := e.server().ClientURL()
+	nc, err := nats.Connect(url, nats.Name("acr-nats-bridge"), nats.InProcessServer(e),
+		// The server restarts in place when its store met a write error and the disk has room again:
+		// the connection follows it at once, and a publish meanwhile fails at once.
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(50*time.Millisecond),
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("embedded NATS disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("embedded NATS reconnected") }),
+	)
 	if err != nil {
-		ns.Shutdown()
+		e.shutdown()
 		lock.Close()
 		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
 	}
-	log.Info("embedded NATS server started", "url", url, "store_dir", dir, "sync", sync,
+	log.Info("embedded NATS server started", "url", url, "store_dir", dir, "sync", sync, "max_store", units.BytesSize(float64(e.maxStore())),
 		"max_payload", cfg.EmbeddedNATSMaxPayload, "hint", "subscribe with: nats --server "+url+" sub '"+cfg.SubjectPrefix+".>'")
-	return &natsConn{nc: nc, embedded: ns, url: url, lock: lock, guard: guard}, nil
+	return &natsConn{nc: nc, embedded: e, url: url, lock: lock}, nil
 }
 
 // lockStore takes the store directory's lock file for this process, or says which process holds it. The
@@ -209,8 +218,7 @@ func (c *natsConn) close(log *slog.Logger) {
 		c.nc.Close()
 	}
 	if c.embedded != nil {
-		c.embedded.Shutdown()
-		c.embedded.WaitForShutdown()
+		c.embedded.shutdown()
 		if c.lock != nil {
 			c.lock.Close()
 		}
@@ -241,7 +249,7 @@ func redactURL(list string) string {
 // natsLogger sends nats-server's log to slog.
 type natsLogger struct {
 	log *slog.Logger
-	// onError, when set, sees every error the server logs (the store guard's word of a write error).
+	// onError, when set, sees every error the server logs (how a write error on the store is learnt).
 	onError func(string)
 }
 

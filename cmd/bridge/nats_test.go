@@ -44,7 +44,7 @@ func TestEmbeddedNATSSync(t *testing.T) {
 			require.NoError(t, err)
 			t.Cleanup(func() { conn.close(slog.New(slog.DiscardHandler)) })
 
-			js := conn.embedded.JetStreamConfig()
+			js := conn.embedded.server().JetStreamConfig()
 			require.NotNil(t, js, "JetStream is on")
 			assert.Equal(t, tc.always, js.SyncAlways)
 			if !tc.always {

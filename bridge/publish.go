@@ -172,7 +172,9 @@ func (p *JetStream) createStream(ctx context.Context, cfg jetstream.StreamConfig
 // does not answer a publish once a write error has stopped its store). writes, asked before every
 // publish, makes publishes and Ready fail at once while it reports an error; room, asked by Ready only,
 // says whether the store is full. Call it before publishing.
-func (p *JetStream) SetStoreCheck(writes, room func() error) { p.writesCheck, p.roomCheck = writes, room }
+func (p *JetStream) SetStoreCheck(writes, room func() error) {
+	p.writesCheck, p.roomCheck = writes, room
+}
 
 func (p *JetStream) storeProblem() error {
 	if p.writesCheck == nil {

@@ -234,13 +234,13 @@ func (p *JetStream) Ready(ctx context.Context) error {
 	if !Connected(p.nc) {
 		return fmt.Errorf("%w: NATS is not connected", ErrUnavailable)
 	}
-	if r := p.refused.Load(); r != nil && time.Since(r.at) < refusalHeld {
-		return fmt.Errorf("%w: the stream refused a write %s ago: %s", ErrUnavailable, time.Since(r.at).Round(time.Millisecond), r.cause)
-	}
 	if p.roomCheck != nil {
 		if err := p.roomCheck(); err != nil {
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
+	}
+	if r := p.refused.Load(); r != nil && time.Since(r.at) < refusalHeld {
+		return fmt.Errorf("%w: the stream refused a write %s ago: %s", ErrUnavailable, time.Since(r.at).Round(time.Millisecond), r.cause)
 	}
 	s, err := p.js.Stream(ctx, p.stream.Name)
 	if err == nil {

@@ -2,11 +2,13 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -116,4 +118,70 @@ func TestErrorsKeepTheirCause(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, 503, StatusOf(err))
 	assert.Equal(t, Retry, OutcomeOf(err))
+}
+
+// A store that refuses writes, on a server the bridge knows only through NATS: a stream full under its
+// own limits (discard new), and a server past its max_file_store. Ready says so with JetStream's word;
+// a write that succeeds clears it, and without traffic it clears by itself after refusalHeld.
+func TestReadyWhileTheStoreRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		server func(*server.Options)
+		stream jetstream.StreamConfig
+		free   func(t *testing.T, s jetstream.Stream)
+		says   string
+	}{
+		{
+			name:   "stream limits",
+			stream: jetstream.StreamConfig{Name: "S", Subjects: []string{"acr.>"}, MaxMsgs: 3, Discard: jetstream.DiscardNew},
+			free:   func(t *testing.T, s jetstream.Stream) { require.NoError(t, s.Purge(context.Background())) },
+			says:   "maximum messages exceeded",
+		},
+		{
+			name:   "server store",
+			server: func(o *server.Options) { o.JetStreamMaxStore = 4 << 10 },
+			stream: jetstream.StreamConfig{Name: "S", Subjects: []string{"acr.>"}},
+			free:   func(t *testing.T, s jetstream.Stream) { require.NoError(t, s.Purge(context.Background())) },
+			says:   "insufficient resources",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mods []func(*server.Options)
+			if tc.server != nil {
+				mods = append(mods, tc.server)
+			}
+			ns := natstest.Start(t, mods...)
+			nc, err := nats.Connect(ns.ClientURL())
+			require.NoError(t, err)
+			t.Cleanup(nc.Close)
+			ctx := context.Background()
+			js, err := jetstream.New(nc)
+			require.NoError(t, err)
+			s, err := js.CreateStream(ctx, tc.stream)
+			require.NoError(t, err)
+			p, err := NewJetStream(nc, StreamConfig{Name: "S", Subjects: []string{"acr.>"}}, 5*time.Second, 100, nil, slog.New(slog.DiscardHandler))
+			require.NoError(t, err)
+			t.Cleanup(p.Close)
+			require.NoError(t, p.EnsureStream(ctx))
+			require.NoError(t, p.Ready(ctx))
+
+			var refused error
+			for i := 0; refused == nil && i < 100; i++ {
+				_, refused = p.Publish(ctx, []*nats.Msg{{Subject: "acr.test", Header: nats.Header{"Nats-Msg-Id": {fmt.Sprint(i)}}, Data: make([]byte, 1000)}})
+			}
+			require.ErrorContains(t, refused, tc.says)
+			err = p.Ready(ctx)
+			require.ErrorIs(t, err, ErrUnavailable)
+			assert.Contains(t, err.Error(), "the stream refused a write")
+			assert.Contains(t, err.Error(), tc.says)
+
+			tc.free(t, s)
+			_, err = p.Publish(ctx, testMsgs("after"))
+			require.NoError(t, err)
+			require.NoError(t, p.Ready(ctx), "a write that succeeds clears it")
+
+			p.refused.Store(&refusal{at: time.Now().Add(-refusalHeld), cause: tc.says})
+			require.NoError(t, p.Ready(ctx), "cleared by itself after %s", refusalHeld)
+		})
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/natsbridge/acr-nats-bridge/config"
 	"github.com/natsbridge/acr-nats-bridge/internal/natstest"
@@ -219,4 +220,62 @@ func TestEmbeddedStoreLimitRises(t *testing.T) {
 	require.NoError(t, p.publish("after", 4000))
 	assert.Contains(t, logs.String(), "the embedded NATS store limit was raised")
 	requireStoredOnce(t, js, p.acked)
+}
+
+// A leak in nats-server that the bridge bounds, shown on nats-server alone: an atomic batch opened on a
+// full disk fails to create its staging store (its stream metadata cannot be written), and the store's
+// first block, already open, is never closed: one file and one flush goroutine per batch stay, also once the
+// disk has room, after the server's 10 s batch timeout, and after the server's shutdown. The bridge opens no
+// batch once it knows of the write error, so at most maxOpenBatches leak per full disk.
+// docs/nats-server-write-errors.md has the figures. Should this test fail, nats-server closes them now.
+func TestNATSServerLeaksStagingStoresOnAFullDisk(t *testing.T) {
+	mnt := tmpfs(t, 32<<20)
+	opts := &server.Options{Port: -1, JetStream: true, StoreDir: filepath.Join(mnt, "nats"), SyncAlways: true, NoSigs: true}
+	ns := natstest.Run(t, opts)
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "S", Subjects: []string{"acr.>"}, AllowAtomicPublish: true})
+	require.NoError(t, err)
+	fill(t, filepath.Join(mnt, "filler"))
+
+	const batches = 8
+	for b := range batches {
+		msgs := make([]*nats.Msg, 20)
+		for i := range msgs {
+			msgs[i] = &nats.Msg{Subject: "acr.test", Header: nats.Header{jetstream.MsgIDHeader: {fmt.Sprintf("b%d-%d", b, i)}}, Data: make([]byte, 2000)}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = jetstreamext.PublishMsgBatch(ctx, js, msgs)
+		cancel()
+		require.Error(t, err, "batch %d on a full disk", b)
+	}
+	require.NoError(t, os.Remove(filepath.Join(mnt, "filler")))
+	time.Sleep(11 * time.Second) // past the server's 10 s batch timeout
+	leaked := stagingFiles(t)
+	t.Logf("%d batches refused on a full disk (%v): %d staging files still open 11 s after the disk had room again", batches, err, leaked)
+	require.Equal(t, batches, leaked, "a staging store's block left open per batch")
+
+	nc.Close()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	leaked = stagingFiles(t)
+	t.Logf("after the server's shutdown: %d still open", leaked)
+	assert.Equal(t, batches, leaked, "not closed by the server's shutdown either")
+}
+
+// stagingFiles is how many files this process holds open in atomic batches' staging stores.
+func stagingFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.Contains(target, "/batches/") {
+			n++
+		}
+	}
+	return n
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -11,19 +12,30 @@ import (
 	"time"
 )
 
-// BenchmarkSoak runs the built bridge (embedded NATS, its defaults) under a steady load and prints its RSS
-// over time, to size a container: the live heap grows with the events of the stream's duplicate window
-// (JetStream keeps each Nats-Msg-Id for that long) and drains when the load stops.
+// BenchmarkSoak runs the built bridge (its defaults) under a steady load and prints its RSS and Go heap
+// over time, to size a container: the heap of whichever process runs JetStream grows with the events of
+// the stream's duplicate window (JetStream keeps each Nats-Msg-Id for that long), levels off once the
+// window is full, and drains when the load stops. SOAK_NATS=external runs a nats-server process (syncing
+// always) for the bridge to publish to, and prints its RSS too.
 //
-//	SOAK_RATE=1500 SOAK_DURATION=3m SOAK_WINDOW=2m go test ./integration -run '^$' -bench Soak -benchtime 1x -timeout 30m
+//	SOAK_RATE=1500 SOAK_DURATION=3m SOAK_WINDOW=2m SOAK_DRAIN=1m go test ./integration -run '^$' -bench Soak -benchtime 1x -timeout 30m
 func BenchmarkSoak(b *testing.B) {
 	rate := envInt("SOAK_RATE", 1000)
 	duration := envDuration("SOAK_DURATION", time.Minute)
 	window := envDuration("SOAK_WINDOW", 10*time.Minute)
+	drain := envDuration("SOAK_DRAIN", 0)
+	external := os.Getenv("SOAK_NATS") == "external"
 	for range b.N {
-		natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
-		p, url := bridgeProcess(b, "BRIDGE_EMBEDDED_NATS_ADDR="+natsAddr, "BRIDGE_EMBEDDED_NATS_DIR="+b.TempDir(),
-			"BRIDGE_STREAM_DUPLICATE_WINDOW="+window.String(), "BRIDGE_LOG_LEVEL=warn")
+		env := []string{"BRIDGE_STREAM_DUPLICATE_WINDOW=" + window.String(), "BRIDGE_LOG_LEVEL=warn"}
+		var ns *proc
+		if external {
+			port := freePort(b)
+			ns = natsServerSyncAlways(b, port, b.TempDir())
+			env = append(env, fmt.Sprintf("BRIDGE_NATS_URL=nats://127.0.0.1:%d", port))
+		} else {
+			env = append(env, fmt.Sprintf("BRIDGE_EMBEDDED_NATS_ADDR=127.0.0.1:%d", freePort(b)), "BRIDGE_EMBEDDED_NATS_DIR="+b.TempDir())
+		}
+		p, url := bridgeProcess(b, env...)
 		const batch = 10
 		var sent, failed atomic.Int64
 		client := &http.Client{Timeout: 30 * time.Second}
@@ -54,15 +66,47 @@ func BenchmarkSoak(b *testing.B) {
 			}()
 		}
 		start := time.Now()
-		fmt.Printf("soak: %d events/s for %s, duplicate window %s\n", rate, duration, window)
+		where := "embedded NATS"
+		if external {
+			where = "a nats-server process"
+		}
+		fmt.Printf("soak: %d events/s for %s, then %s without load; duplicate window %s; %s\n", rate, duration, drain, window, where)
+		line := func() {
+			el := time.Since(start)
+			fmt.Printf("  %6s  %8d events stored (%5.0f/s)  bridge RSS %6.1f MiB, heap %6.1f MiB", el.Round(time.Second), sent.Load(),
+				float64(sent.Load())/el.Seconds(), float64(rss(b, p.cmd.Process.Pid))/(1<<20), heapInuse(url)/(1<<20))
+			if ns != nil {
+				fmt.Printf("  nats-server RSS %6.1f MiB", float64(rss(b, ns.cmd.Process.Pid))/(1<<20))
+			}
+			fmt.Printf("  failed %d\n", failed.Load())
+		}
 		for time.Since(start) < duration {
 			time.Sleep(15 * time.Second)
-			el := time.Since(start)
-			fmt.Printf("  %6s  %8d events stored (%5.0f/s)  RSS %6.1f MiB  failed %d\n", el.Round(time.Second), sent.Load(),
-				float64(sent.Load())/el.Seconds(), float64(rss(b, p.cmd.Process.Pid))/(1<<20), failed.Load())
+			line()
 		}
 		close(stop)
+		for end := time.Now().Add(drain); time.Now().Before(end); {
+			time.Sleep(15 * time.Second)
+			line()
+		}
 	}
+}
+
+// heapInuse is the bridge's go_memstats_heap_inuse_bytes, from its /metrics.
+func heapInuse(url string) float64 {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
 }
 
 func envInt(name string, def int) int {

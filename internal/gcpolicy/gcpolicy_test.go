@@ -50,6 +50,7 @@ func TestDecide(t *testing.T) {
 		cgroup    string
 		vars      map[string]string
 		runtime   func() // what the runtime made of the user's variables at start-up
+		machine   memlimit.Provider
 		want      Policy
 		wantError string
 	}{
@@ -57,7 +58,9 @@ func TestDecide(t *testing.T) {
 			want: Policy{GOGC: 400, GOGCFrom: FromDefault, MemoryLimit: 241591910, LimitFrom: FromCgroup}},
 		{name: "a 1 GiB container", cgroup: "1073741824",
 			want: Policy{GOGC: 400, GOGCFrom: FromDefault, MemoryLimit: 966367641, LimitFrom: FromCgroup}},
-		{name: "no memory limit", cgroup: "max",
+		{name: "no container limit: half the machine", cgroup: "max",
+			want: Policy{GOGC: 200, GOGCFrom: FromDefault, MemoryLimit: 4 << 30, LimitFrom: FromMachine}},
+		{name: "no limit known at all", cgroup: "max", machine: func() (uint64, error) { return 0, memlimit.ErrNoLimit },
 			want: Policy{GOGC: 200, GOGCFrom: FromDefault, MemoryLimit: math.MaxInt64, LimitFrom: Unset}},
 		{name: "the user's GOMEMLIMIT wins over the cgroup", cgroup: "268435456",
 			vars: map[string]string{"GOMEMLIMIT": "100MiB"}, runtime: func() { debug.SetMemoryLimit(100 << 20) },
@@ -69,8 +72,8 @@ func TestDecide(t *testing.T) {
 			vars:    map[string]string{"GOGC": "off", "GOMEMLIMIT": "48MiB"},
 			runtime: func() { debug.SetGCPercent(-1); debug.SetMemoryLimit(48 << 20) },
 			want:    Policy{GOGC: -1, GOGCFrom: FromUser, MemoryLimit: 48 << 20, LimitFrom: FromUser}},
-		{name: "an unreadable cgroup keeps the default GOGC", cgroup: "garbage",
-			want:      Policy{GOGC: 200, GOGCFrom: FromDefault, MemoryLimit: math.MaxInt64, LimitFrom: Unset},
+		{name: "an unreadable cgroup keeps the default GOGC and the machine's share", cgroup: "garbage",
+			want:      Policy{GOGC: 200, GOGCFrom: FromDefault, MemoryLimit: 4 << 30, LimitFrom: FromMachine},
 			wantError: "reading the cgroup memory limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,7 +82,11 @@ func TestDecide(t *testing.T) {
 			if tc.runtime != nil {
 				tc.runtime()
 			}
-			got, err := Decide(env(tc.vars), cgroupFile(t, tc.cgroup))
+			machine := tc.machine
+			if machine == nil {
+				machine = memlimit.Limit(8 << 30)
+			}
+			got, err := Decide(env(tc.vars), cgroupFile(t, tc.cgroup), machine)
 			if tc.wantError != "" {
 				require.ErrorContains(t, err, tc.wantError)
 			} else {
@@ -98,12 +105,12 @@ func TestDecide(t *testing.T) {
 
 func TestDecideRefusesABadGOGC(t *testing.T) {
 	keepGC(t)
-	_, err := Decide(env(map[string]string{"GOGC": "lots"}), memlimit.Limit(1<<30))
+	_, err := Decide(env(map[string]string{"GOGC": "lots"}), memlimit.Limit(1<<30), memlimit.Limit(8<<30))
 	require.ErrorContains(t, err, `GOGC="lots"`)
 }
 
-// On this machine's own cgroup, through the library's reader: whatever it reports, the limit is 90 % of
-// it, or none.
+// On this machine's own cgroup and memory, through the library's readers: whatever the cgroup reports, the
+// limit is 90 % of it, or half the machine's memory.
 func TestSetOnThisMachine(t *testing.T) {
 	keepGC(t)
 	cg, cgErr := memlimit.FromCgroup()
@@ -111,7 +118,10 @@ func TestSetOnThisMachine(t *testing.T) {
 	switch {
 	case errors.Is(cgErr, memlimit.ErrNoLimit):
 		require.NoError(t, err)
-		assert.Equal(t, Unset, p.LimitFrom)
+		total, err := memlimit.FromSystem()
+		require.NoError(t, err)
+		assert.Equal(t, FromMachine, p.LimitFrom)
+		assert.Equal(t, int64(float64(total)*MachineRatio), p.MemoryLimit)
 	case cgErr != nil:
 		require.Error(t, err)
 	default:
@@ -120,7 +130,7 @@ func TestSetOnThisMachine(t *testing.T) {
 		assert.Equal(t, int64(float64(cg)*LimitRatio), p.MemoryLimit)
 	}
 	want := GOGC
-	if p.LimitFrom == Unset {
+	if p.LimitFrom == FromMachine {
 		want = GOGCUnlimited
 	}
 	assert.Equal(t, want, debug.SetGCPercent(want))

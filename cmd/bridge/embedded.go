@@ -196,8 +196,16 @@ func (e *embedded) recoverStore(gen int) {
 	}
 }
 
-// probe writes probeBytes in the store's directory, syncs them and removes them.
+// probe writes probeBytes in the store's directory, syncs them and removes them; not while the file
+// system says it has less room than that.
 func (e *embedded) probe() error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(e.dir, &st); err != nil {
+		return err
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < probeBytes {
+		return fmt.Errorf("%d bytes free", free)
+	}
 	f, err := os.CreateTemp(e.dir, ".room-probe-*")
 	if err != nil {
 		return err

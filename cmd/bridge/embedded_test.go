@@ -89,11 +89,7 @@ func TestNATSServerWriteErrorIsSticky(t *testing.T) {
 	ns := natstest.Run(t, opts)
 	nc, err := nats.Connect(ns.ClientURL())
 	require.NoError(t, err)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "S", Subjects: []string{"acr.>"}})
-	require.NoError(t, err)
-	p := &publisher{js: js}
+	p := &publisher{js: streamOn(t, nc)}
 	for i := range 10 {
 		require.NoError(t, p.publish(fmt.Sprintf("before-%d", i), 100))
 	}
@@ -123,6 +119,16 @@ func TestNATSServerWriteErrorIsSticky(t *testing.T) {
 	require.NoError(t, p.publish("restarted", 100), "a restarted server takes writes")
 	t.Logf("restarted and stored in %s; %d acknowledged messages", time.Since(start).Round(time.Millisecond), len(p.acked))
 	requireStoredOnce(t, p.js, p.acked)
+}
+
+// streamOn creates the stream S on nc, capturing acr.> and taking atomic batches.
+func streamOn(t *testing.T, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "S", Subjects: []string{"acr.>"}, AllowAtomicPublish: true})
+	require.NoError(t, err)
+	return js
 }
 
 // startOn starts the bridge's embedded server on dir with BRIDGE_EMBEDDED_NATS_MAX_STORE maxStore.
@@ -155,10 +161,7 @@ func TestEmbeddedRecoversFromAWriteError(t *testing.T) {
 	mnt := tmpfs(t, 32<<20)
 	logs := &logSink{}
 	conn := startOn(t, filepath.Join(mnt, "nats"), "100%", logs)
-	js, err := jetstream.New(conn.nc)
-	require.NoError(t, err)
-	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "S", Subjects: []string{"acr.>"}})
-	require.NoError(t, err)
+	js := streamOn(t, conn.nc)
 	p := &publisher{js: js}
 	for i := range 10 {
 		require.NoError(t, p.publish(fmt.Sprintf("before-%d", i), 100))
@@ -197,10 +200,7 @@ func TestEmbeddedStoreLimitRises(t *testing.T) {
 	conn := startOn(t, filepath.Join(mnt, "nats"), "50%", logs)
 	before := conn.embedded.server().JetStreamConfig().MaxStore
 	assert.InDelta(t, 16<<20, before, 1<<20, "half of the 32 MiB free")
-	js, err := jetstream.New(conn.nc)
-	require.NoError(t, err)
-	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "S", Subjects: []string{"acr.>"}})
-	require.NoError(t, err)
+	js := streamOn(t, conn.nc)
 	p := &publisher{js: js}
 	var refused error
 	for i := 0; refused == nil && i < 10000; i++ {
@@ -235,10 +235,7 @@ func TestNATSServerLeaksStagingStoresOnAFullDisk(t *testing.T) {
 	nc, err := nats.Connect(ns.ClientURL())
 	require.NoError(t, err)
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "S", Subjects: []string{"acr.>"}, AllowAtomicPublish: true})
-	require.NoError(t, err)
+	js := streamOn(t, nc)
 	fill(t, filepath.Join(mnt, "filler"))
 
 	const batches = 8

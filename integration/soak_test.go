@@ -16,7 +16,8 @@ import (
 // over time, to size a container: the heap of whichever process runs JetStream grows with the events of
 // the stream's duplicate window (JetStream keeps each Nats-Msg-Id for that long), levels off once the
 // window is full, and drains when the load stops. SOAK_NATS=external runs a nats-server process (syncing
-// always) for the bridge to publish to, and prints its RSS too.
+// always) for the bridge to publish to, and prints its RSS too; SOAK_ENV adds settings of the bridge's
+// (GOMEMLIMIT=256MiB, as a container's limit would set it).
 //
 //	SOAK_RATE=1500 SOAK_DURATION=3m SOAK_WINDOW=2m SOAK_DRAIN=1m go test ./integration -run '^$' -bench Soak -benchtime 1x -timeout 30m
 func BenchmarkSoak(b *testing.B) {
@@ -26,7 +27,7 @@ func BenchmarkSoak(b *testing.B) {
 	drain := envDuration("SOAK_DRAIN", 0)
 	external := os.Getenv("SOAK_NATS") == "external"
 	for range b.N {
-		env := []string{"BRIDGE_STREAM_DUPLICATE_WINDOW=" + window.String(), "BRIDGE_LOG_LEVEL=warn"}
+		env := append([]string{"BRIDGE_STREAM_DUPLICATE_WINDOW=" + window.String(), "BRIDGE_LOG_LEVEL=warn"}, strings.Fields(os.Getenv("SOAK_ENV"))...)
 		var ns *proc
 		if external {
 			port := freePort(b)
@@ -73,8 +74,9 @@ func BenchmarkSoak(b *testing.B) {
 		fmt.Printf("soak: %d events/s for %s, then %s without load; duplicate window %s; %s\n", rate, duration, drain, window, where)
 		line := func() {
 			el := time.Since(start)
-			fmt.Printf("  %6s  %8d events stored (%5.0f/s)  bridge RSS %6.1f MiB, heap %6.1f MiB", el.Round(time.Second), sent.Load(),
-				float64(sent.Load())/el.Seconds(), float64(rss(b, p.cmd.Process.Pid))/(1<<20), heapInuse(url)/(1<<20))
+			m := scrape(url, "go_memstats_heap_inuse_bytes", "go_gc_heap_live_bytes")
+			fmt.Printf("  %6s  %8d events stored (%5.0f/s)  bridge RSS %6.1f MiB, heap %6.1f MiB (live %6.1f MiB)", el.Round(time.Second), sent.Load(),
+				float64(sent.Load())/el.Seconds(), float64(rss(b, p.cmd.Process.Pid))/(1<<20), m[0]/(1<<20), m[1]/(1<<20))
 			if ns != nil {
 				fmt.Printf("  nats-server RSS %6.1f MiB", float64(rss(b, ns.cmd.Process.Pid))/(1<<20))
 			}
@@ -92,21 +94,23 @@ func BenchmarkSoak(b *testing.B) {
 	}
 }
 
-// heapInuse is the bridge's go_memstats_heap_inuse_bytes, from its /metrics.
-func heapInuse(url string) float64 {
+// scrape reads the values of the bridge's metrics names from its /metrics, 0 for those it lacks.
+func scrape(url string, names ...string) []float64 {
+	values := make([]float64, len(names))
 	resp, err := http.Get(url + "/metrics")
 	if err != nil {
-		return 0
+		return values
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for line := range strings.Lines(string(body)) {
-		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f
+		for i, name := range names {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				values[i], _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+			}
 		}
 	}
-	return 0
+	return values
 }
 
 func envInt(name string, def int) int {

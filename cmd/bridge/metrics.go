@@ -22,7 +22,9 @@ import (
 func newRegistry(nc *nats.Conn) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		collectors.NewGoCollector(),
+		// The GC's runtime metrics besides the defaults: go_gc_heap_live_bytes is the heap the last
+		// collection kept, what memory must be sized for (docs/operations.md, "Memory").
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "bridge_nats_connected",

@@ -31,10 +31,11 @@ import (
 // room the disk has again, until the server restarts (docs/nats-server-write-errors.md). The bridge learns
 // of the error from the server's log, says it once with its cause, answers 503 at once and fails /readyz;
 // once a synced test write shows the disk has room, it restarts the server in place, on the same store and
-// port. A restart recovers the stream from its files as after a crash, every acknowledged event included,
-// and closes whatever the failed server held open (the staging stores of atomic batches cut short). The
-// bridge's own connection dials through InProcessConn, so it reconnects to the new server by itself; TCP
-// clients reconnect to the same port.
+// port. A restart recovers the stream from its files as after a crash, every acknowledged event included.
+// The bridge's own connection dials through InProcessConn, so it reconnects to the new server by itself;
+// TCP clients reconnect to the same port. A restart does not close the staging stores that nats-server
+// leaks for atomic batches opened on the full disk; the publisher opens none once Check reports the
+// error, which bounds them to the batches open at that moment.
 type embedded struct {
 	dir   string
 	limit config.StoreLimit
@@ -75,11 +76,11 @@ const (
 // limit, and keeps it taking writes until shutdown.
 func startEmbeddedServer(opts server.Options, limit config.StoreLimit, limitSetting string, log *slog.Logger) (*embedded, error) {
 	e := &embedded{dir: opts.StoreDir, limit: limit, limitSetting: limitSetting, log: log, opts: opts, quit: make(chan struct{})}
-	max, err := e.storeLimit(nil)
+	bytes, err := e.storeLimit(nil)
 	if err != nil {
 		return nil, err
 	}
-	e.opts.JetStreamMaxStore = max
+	e.opts.JetStreamMaxStore = bytes
 	ns, err := e.start(1)
 	if err != nil {
 		return nil, err
@@ -230,11 +231,11 @@ func (e *embedded) restart(gen int) error {
 		old.Shutdown()
 		old.WaitForShutdown()
 	}
-	max, err := e.storeLimit(nil)
+	bytes, err := e.storeLimit(nil)
 	if err != nil {
 		return err
 	}
-	e.opts.JetStreamMaxStore = max
+	e.opts.JetStreamMaxStore = bytes
 	ns, err := e.start(gen)
 	if err != nil {
 		return err
@@ -263,24 +264,24 @@ func (e *embedded) raiseLimit() {
 	if !ns.Running() {
 		return
 	}
-	max, err := e.storeLimit(ns)
+	bytes, err := e.storeLimit(ns)
 	if err != nil {
 		e.log.Warn("the embedded NATS store's room is not known", "error", err)
 		return
 	}
 	old := e.opts.JetStreamMaxStore
-	if max <= old+old/100 {
+	if bytes <= old+old/100 {
 		return
 	}
 	opts := e.opts
-	opts.JetStreamMaxStore = max
+	opts.JetStreamMaxStore = bytes
 	if err := ns.ReloadOptions(&opts); err != nil {
-		e.log.Warn("the embedded NATS store limit was not raised", "error", err, "max_store", max)
+		e.log.Warn("the embedded NATS store limit was not raised", "error", err, "max_store", bytes)
 		return
 	}
-	e.opts.JetStreamMaxStore = max
+	e.opts.JetStreamMaxStore = bytes
 	e.log.Info("the embedded NATS store limit was raised: the disk has more room",
-		"from", units.BytesSize(float64(old)), "to", units.BytesSize(float64(max)), "store_dir", e.dir)
+		"from", units.BytesSize(float64(old)), "to", units.BytesSize(float64(bytes)), "store_dir", e.dir)
 }
 
 // maxStore is the running server's store limit in bytes.

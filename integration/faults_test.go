@@ -647,3 +647,58 @@ func (zeroReader) Read(b []byte) (int, error) {
 	clear(b)
 	return len(b), nil
 }
+
+// A nats-server process of one's own whose disk fills: the stream stops answering publishes, so each
+// delivery gets 503 after BRIDGE_PUBLISH_TIMEOUT, and /readyz says that the stream does not acknowledge
+// although NATS is connected. Once the disk has room and the server is restarted, deliveries and /readyz
+// recover by themselves, and everything acknowledged is stored once.
+func TestExternalStoreWriteError(t *testing.T) {
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("mounting a tmpfs is refused here (%v: %s); this test needs root", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	port := freePort(t)
+	store := filepath.Join(mnt, "nats")
+	ns := natsServerSyncAlways(t, port, store)
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	_, url := bridgeProcess(t, "BRIDGE_NATS_URL="+natsURL, "BRIDGE_PUBLISH_TIMEOUT=2s")
+	listen := strings.TrimPrefix(url, "http://")
+	post := func(prefix string) int {
+		t.Helper()
+		resp, err := http.Post(url+"/eventgrid", "application/json", strings.NewReader(batchBody(prefix, 0, 20)))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	acked := map[string]bool{}
+	require.Equal(t, http.StatusOK, post("before"))
+	acked["before"] = true
+
+	zeroFile(t, filepath.Join(mnt, "filler"), 1<<30)
+	var code int
+	for i := 0; i < 20; i++ {
+		if code = post(fmt.Sprintf("full%d", i)); code != http.StatusOK {
+			break
+		}
+		acked[fmt.Sprintf("full%d", i)] = true
+	}
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	status, body := readyz(listen)
+	assert.Equal(t, http.StatusServiceUnavailable, status)
+	assert.Contains(t, body, "not acknowledged within BRIDGE_PUBLISH_TIMEOUT although NATS is connected")
+
+	require.NoError(t, os.Remove(filepath.Join(mnt, "filler")))
+	ns.stop(syscall.SIGTERM)
+	natsServerSyncAlways(t, port, store)
+	require.Eventually(t, func() bool { return post("after") == http.StatusOK }, 30*time.Second, 200*time.Millisecond)
+	acked["after"] = true
+	status, body = readyz(listen)
+	assert.Equal(t, http.StatusOK, status, body)
+	stored := storedIDs(t, natsURL)
+	for prefix := range acked {
+		for i := range 20 {
+			assert.Equal(t, 1, stored[fmt.Sprintf("%s-%d", prefix, i)], "%s-%d stored once", prefix, i)
+		}
+	}
+}

@@ -109,6 +109,7 @@ func (p *JetStream) batchesRefused() {
 // settles what became of it.
 func (p *JetStream) commit(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) {
 	d := &delivery{msgs: msgs, done: make(chan commitResult, 1)}
+	refused := p.refusalAhead()
 	select {
 	case p.queue <- d:
 	case <-p.stop:
@@ -121,6 +122,10 @@ func (p *JetStream) commit(ctx context.Context, msgs []*nats.Msg) ([]Ack, error)
 		return p.settle(ctx, msgs, res)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("publish a batch of %d: waiting for its commit: %w", len(msgs), ctx.Err())
+	case <-p.storeStopped():
+		return nil, fmt.Errorf("publish a batch of %d: waiting for its commit: %w", len(msgs), p.storeProblem())
+	case <-refused.done:
+		return nil, fmt.Errorf("publish a batch of %d: waiting for its commit: the stream refused a write meanwhile (%s), and a commit it refused part-way is never answered", len(msgs), refused.cause)
 	}
 }
 

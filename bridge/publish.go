@@ -54,10 +54,13 @@ type JetStream struct {
 	timeout time.Duration
 	metrics *Metrics
 	log     *slog.Logger
-	// writesCheck and roomCheck, when set, say whether the store refuses writes (SetStoreCheck).
-	writesCheck, roomCheck func() error
-	// refused is the store's last refusal of a write, until a write succeeds or refusalHeld has passed.
-	refused atomic.Pointer[refusal]
+	// storeWatch, when set, says whether the store refuses writes (WatchStore).
+	storeWatch StoreWatch
+	// refused is the store's last refusal of a write, until a write succeeds or refusalHeld has passed;
+	// nextRefusal is the next one's signal (refusalMu guards its replacement).
+	refused     atomic.Pointer[refusal]
+	refusalMu   sync.Mutex
+	nextRefusal *refusalSignal
 
 	createMu sync.Mutex
 	// batches is batchesOn while the stream allows atomic batch publishing and StreamConfig.AtomicBatches
@@ -88,6 +91,7 @@ func NewJetStream(nc *nats.Conn, stream StreamConfig, timeout time.Duration, max
 	}
 	p := &JetStream{nc: nc, js: js, stream: stream, timeout: timeout, metrics: metrics, log: log,
 		openBatches: make(chan struct{}, maxOpenBatches),
+		nextRefusal: &refusalSignal{done: make(chan struct{})},
 		queue:       make(chan *delivery),
 		stop:        make(chan struct{}),
 	}
@@ -168,22 +172,37 @@ func (p *JetStream) createStream(ctx context.Context, cfg jetstream.StreamConfig
 	}
 }
 
-// SetStoreCheck is for a store the bridge knows more of than NATS says (the embedded server's, which
-// does not answer a publish once a write error has stopped its store). writes, asked before every
-// publish, makes publishes and Ready fail at once while it reports an error; room, asked by Ready only,
-// says whether the store is full. Call it before publishing.
-func (p *JetStream) SetStoreCheck(writes, room func() error) {
-	p.writesCheck, p.roomCheck = writes, room
+// StoreWatch is what the publisher asks of a store the bridge knows more of than NATS says: the embedded
+// server's, which answers no publish once a write error has stopped its store.
+type StoreWatch interface {
+	// Writes is the error that stops the store's writes, nil while it takes them. It is asked before
+	// every publish, so it must be cheap.
+	Writes() error
+	// Stopped is closed once the store stops taking writes, so that the publishes waiting for acks that
+	// will not come give up at once.
+	Stopped() <-chan struct{}
+	// Room says whether the store is full; Ready asks it.
+	Room() error
 }
 
+// WatchStore makes publishes fail at once, those waiting for their acks included, and Ready fail, while
+// w reports a store that refuses writes. Call it before publishing.
+func (p *JetStream) WatchStore(w StoreWatch) { p.storeWatch = w }
+
+// storeProblem is the store's word that it takes no writes, if the publisher has a watch on it.
 func (p *JetStream) storeProblem() error {
-	if p.writesCheck == nil {
+	if p.storeWatch == nil {
 		return nil
 	}
-	if err := p.writesCheck(); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	return p.storeWatch.Writes()
+}
+
+// storeStopped is closed once the watched store stops taking writes; nil (never ready) without a watch.
+func (p *JetStream) storeStopped() <-chan struct{} {
+	if p.storeWatch == nil {
+		return nil
 	}
-	return nil
+	return p.storeWatch.Stopped()
 }
 
 // refusalHeld is how long Ready reports the store's last refusal of a write when no write has succeeded
@@ -210,10 +229,36 @@ func (p *JetStream) noteOutcome(err error) {
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.As(err, &apiErr) && storeRefusals[apiErr.ErrorCode]:
-		p.refused.Store(&refusal{at: time.Now(), cause: apiErr.Error()})
+		p.noteRefusal(apiErr.Error())
 	case (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, nats.ErrTimeout)) && Connected(p.nc):
 		p.refused.Store(&refusal{at: time.Now(), cause: "a publish was not acknowledged within BRIDGE_PUBLISH_TIMEOUT although NATS is connected: " + err.Error()})
 	}
+}
+
+// noteRefusal records JetStream's refusal of a write for Ready, and lets the batch commits waiting for
+// an answer give up: on a single server, a commit whose messages the store refused part-way is never
+// answered (docs/nats-server-write-errors.md), and a refusal of any publish says that it may be so.
+func (p *JetStream) noteRefusal(cause string) {
+	p.refused.Store(&refusal{at: time.Now(), cause: cause})
+	p.refusalMu.Lock()
+	next := p.nextRefusal
+	p.nextRefusal = &refusalSignal{done: make(chan struct{})}
+	p.refusalMu.Unlock()
+	next.cause = cause
+	close(next.done)
+}
+
+// refusalSignal is closed at the store's next refusal of a write, which cause then says.
+type refusalSignal struct {
+	done  chan struct{}
+	cause string
+}
+
+// refusalAhead is the signal of the store's next refusal of a write.
+func (p *JetStream) refusalAhead() *refusalSignal {
+	p.refusalMu.Lock()
+	defer p.refusalMu.Unlock()
+	return p.nextRefusal
 }
 
 // storeRefusals are JetStream's errors for a store that does not take a write: resources exhausted (the
@@ -229,13 +274,13 @@ var storeRefusals = map[jetstream.ErrorCode]bool{
 // Ready reports whether NATS is connected, the stream answers and the store takes writes.
 func (p *JetStream) Ready(ctx context.Context) error {
 	if err := p.storeProblem(); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if !Connected(p.nc) {
 		return fmt.Errorf("%w: NATS is not connected", ErrUnavailable)
 	}
-	if p.roomCheck != nil {
-		if err := p.roomCheck(); err != nil {
+	if p.storeWatch != nil {
+		if err := p.storeWatch.Room(); err != nil {
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 	}
@@ -261,7 +306,7 @@ func (p *JetStream) Ready(ctx context.Context) error {
 // request published again.
 func (p *JetStream) Publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) {
 	if err := p.storeProblem(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if err := checkPublishable(p.nc, msgs); err != nil {
 		return nil, err
@@ -321,6 +366,7 @@ func (p *JetStream) publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error
 		futures[i] = f
 	}
 	acks := make([]Ack, len(msgs))
+	stopped := p.storeStopped()
 	for i, f := range futures {
 		select {
 		case a := <-f.Ok():
@@ -329,6 +375,8 @@ func (p *JetStream) publish(ctx context.Context, msgs []*nats.Msg) ([]Ack, error
 			return nil, fmt.Errorf("publish %s: %w", msgs[i].Subject, err)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("publish %s: waiting for ack: %w", msgs[i].Subject, ctx.Err())
+		case <-stopped:
+			return nil, fmt.Errorf("publish %s: waiting for ack: %w", msgs[i].Subject, p.storeProblem())
 		}
 	}
 	return acks, nil

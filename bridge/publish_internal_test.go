@@ -185,3 +185,52 @@ func TestReadyWhileTheStoreRefuses(t *testing.T) {
 		})
 	}
 }
+
+// An atomic batch whose commit crosses the store's limit is stored in part and never answered by
+// nats-server (TestNATSServerLeavesACommitOverTheLimitUnanswered). The delivery waiting for it gives up as
+// soon as another publish is refused, instead of after its publish timeout.
+func TestCommitsGiveUpWhenTheStoreRefuses(t *testing.T) {
+	ns := natstest.Start(t, func(o *server.Options) { o.JetStreamMaxStore = 64 << 10; o.SyncAlways = true })
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	const timeout = 3 * time.Second
+	p, err := NewJetStream(nc, StreamConfig{Name: "S", Subjects: []string{"acr.>"}, Create: true, Duplicates: time.Minute,
+		Replicas: 1, Storage: jetstream.FileStorage, AtomicBatches: BatchesAlways}, timeout, 100, nil, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	ctx := context.Background()
+	require.NoError(t, p.EnsureStream(ctx))
+	msg := func(id string) *nats.Msg {
+		return &nats.Msg{Subject: "acr.test", Header: nats.Header{"Nats-Msg-Id": {id}}, Data: make([]byte, 1000)}
+	}
+	for i := range 50 {
+		_, err := p.Publish(ctx, []*nats.Msg{msg(fmt.Sprint("single-", i))})
+		require.NoError(t, err)
+	}
+	batch := make([]*nats.Msg, 20)
+	for i := range batch {
+		batch[i] = msg(fmt.Sprint("batch-", i))
+	}
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := p.Publish(ctx, batch)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the commit over the limit was answered (%v): nats-server answers such commits now", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	_, err = p.Publish(ctx, []*nats.Msg{msg("refused")})
+	require.ErrorContains(t, err, "insufficient resources")
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, ErrUnavailable)
+		assert.Contains(t, err.Error(), "a commit it refused part-way is never answered")
+		t.Logf("the batch gave up %s after it was sent: %v", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(time.Second):
+		t.Fatalf("the batch still waits %s after the refusal", time.Since(start))
+	}
+}

@@ -522,8 +522,8 @@ func TestAnswerLostIsNotCountedAs200(t *testing.T) {
 
 // A full disk under the embedded server, met three ways by one bridge process under a steady load of
 // Event Grid batches, and recovered each time without a restart:
-//   - another file fills the disk: the write error is logged once with its cause, later deliveries get
-//     503 at once and /readyz says why; the file removed, the server restarts in place and deliveries
+//   - another file fills the disk: the write error is logged once with its cause, deliveries get 503 at
+//     once (those waiting for their acks included) and /readyz says why; the file removed, the server restarts in place and deliveries
 //     are stored again;
 //   - another file takes half the room and the load fills the rest: the same, the load's own write failing;
 //   - the load fills the store to its limit (BRIDGE_EMBEDDED_NATS_MAX_STORE, 75 % of the disk): the server
@@ -618,6 +618,11 @@ func TestEmbeddedStoreFull(t *testing.T) {
 	recovered(t, l, 1000)
 
 	stopLoad(t, ctx, stop, wg)
+	l.mu.Lock()
+	slowest := l.slowest
+	l.mu.Unlock()
+	t.Logf("slowest answer %s", slowest)
+	assert.Less(t, slowest, publishTimeout, "no delivery waited for its publish timeout: those in flight when the store stopped are answered at once too")
 	out := p.out.String()
 	assert.Equal(t, 2, strings.Count(out, `"msg":"the embedded NATS store refuses writes`), "said once a time")
 	assert.Equal(t, 2, strings.Count(out, `"msg":"the embedded NATS store takes writes again`))

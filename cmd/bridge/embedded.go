@@ -34,7 +34,7 @@ import (
 // port. A restart recovers the stream from its files as after a crash, every acknowledged event included.
 // The bridge's own connection dials through InProcessConn, so it reconnects to the new server by itself;
 // TCP clients reconnect to the same port. A restart does not close the staging stores that nats-server
-// leaks for atomic batches opened on the full disk; the publisher opens none once Check reports the
+// leaks for atomic batches opened on the full disk; the publisher opens none once Writes reports the
 // error, which bounds them to the batches open at that moment.
 type embedded struct {
 	dir   string
@@ -48,9 +48,11 @@ type embedded struct {
 	opts server.Options
 	srv  atomic.Pointer[server.Server]
 
-	// problem is the write error of server generation problem.gen, while one stops the store.
+	// problem is the write error of server generation problem.gen, while one stops the store; stopped is
+	// closed when one does, and replaced once the store takes writes again.
 	stateMu    sync.Mutex
 	problem    atomic.Pointer[storeProblem]
+	stopped    atomic.Pointer[chan struct{}]
 	recovering bool
 
 	quit  chan struct{}
@@ -76,6 +78,8 @@ const (
 // limit, and keeps it taking writes until shutdown.
 func startEmbeddedServer(opts server.Options, limit config.StoreLimit, limitSetting string, log *slog.Logger) (*embedded, error) {
 	e := &embedded{dir: opts.StoreDir, limit: limit, limitSetting: limitSetting, log: log, opts: opts, quit: make(chan struct{})}
+	stopped := make(chan struct{})
+	e.stopped.Store(&stopped)
 	bytes, err := e.storeLimit(nil)
 	if err != nil {
 		return nil, err
@@ -119,15 +123,19 @@ func (e *embedded) InProcessConn() (net.Conn, error) { return e.srv.Load().InPro
 // server is the running server.
 func (e *embedded) server() *server.Server { return e.srv.Load() }
 
-// Check is the publisher's store check: the write error's cause while the store refuses writes.
-func (e *embedded) Check() error {
+// Writes is the publisher's store check (bridge.StoreWatch): the write error's cause while the store
+// refuses writes.
+func (e *embedded) Writes() error {
 	if p := e.problem.Load(); p != nil {
 		return fmt.Errorf("the embedded NATS store refuses writes since: %s (BRIDGE_EMBEDDED_NATS_DIR %s); the server restarts by itself once the disk has room for %d MiB", p.cause, e.dir, probeBytes>>20)
 	}
 	return nil
 }
 
-// Room is the readiness check of the store's room: an error while what it holds is past its limit, when
+// Stopped is closed once a write error stops the store (bridge.StoreWatch).
+func (e *embedded) Stopped() <-chan struct{} { return *e.stopped.Load() }
+
+// Room is the readiness check of the store's room (bridge.StoreWatch): an error while what it holds is past its limit, when
 // the server refuses every publish ("insufficient resources") until events age out or the limit rises.
 func (e *embedded) Room() error {
 	info, err := e.srv.Load().Jsz(nil)
@@ -155,6 +163,7 @@ func (e *embedded) serverError(gen int, msg string) {
 	if p := e.problem.Load(); p == nil || p.gen < gen {
 		e.problem.Store(&storeProblem{gen: gen, cause: cause})
 		if p == nil {
+			close(*e.stopped.Load())
 			e.log.Error("the embedded NATS store refuses writes; deliveries get 503 at once until the disk has room and the server has restarted",
 				"cause", cause, "store_dir", e.dir)
 		}
@@ -167,7 +176,7 @@ func (e *embedded) serverError(gen int, msg string) {
 
 // recoverStore waits for room on the disk and restarts the server, generation gen, in place.
 func (e *embedded) recoverStore(gen int) {
-	stopped := time.Now()
+	since := time.Now()
 	for {
 		select {
 		case <-e.quit:
@@ -188,11 +197,13 @@ func (e *embedded) recoverStore(gen int) {
 			e.stateMu.Unlock()
 			continue // the new server met a write error too
 		}
+		stopped := make(chan struct{})
+		e.stopped.Store(&stopped)
 		e.problem.Store(nil)
 		e.recovering = false
 		e.stateMu.Unlock()
 		e.log.Info("the embedded NATS store takes writes again: the server restarted in place",
-			"store_dir", e.dir, "stopped_for", time.Since(stopped).Round(time.Millisecond).String(), "max_store", units.BytesSize(float64(e.maxStore())))
+			"store_dir", e.dir, "stopped_for", time.Since(since).Round(time.Millisecond).String(), "max_store", units.BytesSize(float64(e.maxStore())))
 		return
 	}
 }

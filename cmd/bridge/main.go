@@ -257,7 +257,7 @@ func newPath(ctx context.Context, cfg config.Config, conn *natsConn, metrics *br
 	}
 	if e := conn.embedded; e != nil {
 		// A store that refuses writes answers 503 at once, and /readyz says why.
-		js.SetStoreCheck(e.Check, e.Room)
+		js.WatchStore(e)
 	}
 	return bridge.NewPath(opts, js, log), js.Close, nil
 }

@@ -51,15 +51,28 @@ func Stored(t testing.TB, js jetstream.JetStream, stream string) []*jetstream.Ra
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	str, err := js.Stream(ctx, stream)
+	for passing(err) && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+		str, err = js.Stream(ctx, stream)
+	}
 	if err != nil {
 		require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
 		return nil
 	}
 	info, err := str.Info(ctx)
+	for passing(err) && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+		info, err = str.Info(ctx)
+	}
 	require.NoError(t, err)
 	var out []*jetstream.RawStreamMsg
 	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
 		m, err := str.GetMsg(ctx, seq)
+		for passing(err) && ctx.Err() == nil {
+			// A cluster electing a leader after a node was killed answers "temporarily unavailable".
+			time.Sleep(100 * time.Millisecond)
+			m, err = str.GetMsg(ctx, seq)
+		}
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue // deleted
 		}
@@ -67,6 +80,12 @@ func Stored(t testing.TB, js jetstream.JetStream, stream string) []*jetstream.Ra
 		out = append(out, m)
 	}
 	return out
+}
+
+// passing says whether err is JetStream's word that it cannot answer for now (503), or no answer in time.
+func passing(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code == 503 || errors.Is(err, nats.ErrTimeout)
 }
 
 // StoredAt is Stored for the NATS server at url, through a connection of its own.

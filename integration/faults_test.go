@@ -531,11 +531,7 @@ func TestAnswerLostIsNotCountedAs200(t *testing.T) {
 //
 // Every event acknowledged is stored once, and the process holds no more files open than before.
 func TestEmbeddedStoreFull(t *testing.T) {
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("mounting a tmpfs is refused here (%v: %s); this test needs root", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() }) // last: after the bridge has stopped
+	mnt := tmpfs24(t)
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	const publishTimeout = 3 * time.Second
 	p, url := bridgeProcess(t, "BRIDGE_EMBEDDED_NATS_DIR="+filepath.Join(mnt, "nats"), "BRIDGE_EMBEDDED_NATS_ADDR="+natsAddr,
@@ -637,6 +633,18 @@ func TestEmbeddedStoreFull(t *testing.T) {
 	requireAllStoredOnce(t, l, storedIDs(t, "nats://"+natsAddr))
 }
 
+// tmpfs24 mounts a 24 MiB tmpfs for the test, unmounted after everything the test started has stopped,
+// or skips the test where mounting is refused (not root).
+func tmpfs24(t *testing.T) string {
+	t.Helper()
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("mounting a tmpfs is refused here (%v: %s); this test needs root", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() }) // registered first, so run last
+	return mnt
+}
+
 // zeroFile writes up to n zero bytes to path, stopping early when the disk is full.
 func zeroFile(t *testing.T, path string, n int64) {
 	t.Helper()
@@ -658,11 +666,7 @@ func (zeroReader) Read(b []byte) (int, error) {
 // although NATS is connected. Once the disk has room and the server is restarted, deliveries and /readyz
 // recover by themselves, and everything acknowledged is stored once.
 func TestExternalStoreWriteError(t *testing.T) {
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("mounting a tmpfs is refused here (%v: %s); this test needs root", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	mnt := tmpfs24(t)
 	port := freePort(t)
 	store := filepath.Join(mnt, "nats")
 	ns := natsServerSyncAlways(t, port, store)
